@@ -1,0 +1,143 @@
+"""What the planner asks for, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from bot.domain.models import OrderSide, Side
+
+
+class Rule(StrEnum):
+    """Which planner rule produced an action."""
+
+    DELEVER = "de-lever"
+    RELEVER = "re-lever"
+    EMERGENCY = "emergency"
+
+
+class ActionKind(StrEnum):
+    """Names used in the journal and the backtest's actions.csv."""
+
+    TRANSFER_IN = "transfer_in"
+    TRANSFER_OUT = "transfer_out"
+    ADD_MARGIN = "add_margin"
+    REDUCE_MARGIN = "reduce_margin"
+    REDUCE_ORDER = "reduce_order"
+    INCREASE_ORDER = "increase_order"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an action exists: the rule, the scope, and leverage before / expected after."""
+
+    rule: Rule
+    scope: str
+    leverage_before: Decimal | None
+    leverage_after: Decimal | None
+    detail: str = ""
+
+    def describe(self) -> str:
+        before = "n/a" if self.leverage_before is None else f"{self.leverage_before:.2f}"
+        after = "n/a" if self.leverage_after is None else f"{self.leverage_after:.2f}"
+        text = f"{self.rule.value} {self.scope}: leverage {before} -> {after}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move `amount` of `currency` between the source wallet and the derivatives wallet."""
+
+    currency: str
+    amount: Decimal
+    into_derivatives: bool
+    reason: Reason
+
+    @property
+    def kind(self) -> ActionKind:
+        return ActionKind.TRANSFER_IN if self.into_derivatives else ActionKind.TRANSFER_OUT
+
+
+@dataclass(frozen=True, slots=True)
+class MarginAdjustment:
+    """Add margin to (or remove it from) one isolated position."""
+
+    symbol: str
+    side: Side
+    amount: Decimal
+    add: bool
+    reason: Reason
+    hedged: bool = False
+
+    @property
+    def kind(self) -> ActionKind:
+        return ActionKind.ADD_MARGIN if self.add else ActionKind.REDUCE_MARGIN
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A market order on one position leg. Reduce-only unless it adds exposure."""
+
+    symbol: str
+    position_side: Side
+    amount: Decimal
+    reduce_only: bool
+    expected_price: Decimal
+    notional: Decimal
+    reason: Reason
+    hedged: bool = False
+
+    @property
+    def order_side(self) -> OrderSide:
+        if self.reduce_only:
+            return self.position_side.closing_order_side
+        return self.position_side.opening_order_side
+
+    @property
+    def kind(self) -> ActionKind:
+        return ActionKind.REDUCE_ORDER if self.reduce_only else ActionKind.INCREASE_ORDER
+
+
+Action = Transfer | MarginAdjustment | Order
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeDecision:
+    """What the planner saw in one scope and what it decided."""
+
+    scope: str
+    leverage: Decimal | None
+    margin_ratio: Decimal | None
+    target: Decimal
+    band: tuple[Decimal, Decimal]
+    rule: Rule | None
+    expected_leverage: Decimal | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The actions to take, in order, plus why nothing (more) is done."""
+
+    created_at: datetime
+    actions: tuple[Action, ...] = ()
+    decisions: tuple[ScopeDecision, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+    @property
+    def emergency(self) -> bool:
+        return any(a.reason.rule is Rule.EMERGENCY for a in self.actions)
+
+
+@dataclass(frozen=True, slots=True)
+class RecentActivity:
+    """What the journal remembers that the planner needs: caps and cooldowns."""
+
+    transferred_today: Decimal = Decimal(0)
+    last_order_at: dict[str, datetime] = field(default_factory=dict)

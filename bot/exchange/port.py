@@ -1,0 +1,123 @@
+"""The Exchange port: what levbot needs from any venue, real or simulated.
+
+Adapters translate vendor payloads and errors into these types at the border, so the
+service above never sees ccxt (or the simulator's internals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from bot.domain.models import AccountSnapshot, OrderSide, Side
+
+
+class ExchangeError(Exception):
+    """Base of every error an Exchange adapter raises."""
+
+
+class TemporaryError(ExchangeError):
+    """Network trouble, timeout, rate limit, exchange unavailable: worth retrying."""
+
+
+class InsufficientFunds(ExchangeError):
+    """The wallet or position does not hold enough for the request."""
+
+
+class InvalidOrder(ExchangeError):
+    """The order breaks a market rule (precision, minimum, reduce-only size, duplicate id)."""
+
+
+class UnknownSymbol(ExchangeError):
+    """The exchange does not list the symbol."""
+
+
+class AuthenticationError(ExchangeError):
+    """Bad keys or missing permission: the account must halt and the owner be told."""
+
+
+class CapabilityMissing(ExchangeError):
+    """The exchange (or ccxt) cannot do this at all, e.g. isolated margin on Bybit."""
+
+
+class OperationalError(ExchangeError):
+    """Anything else the exchange rejected."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A market order. `client_order_id` makes it idempotent across crashes."""
+
+    symbol: str
+    side: OrderSide
+    amount: Decimal
+    reduce_only: bool
+    position_side: Side
+    client_order_id: str
+    hedged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    client_order_id: str
+    exchange_id: str
+    symbol: str
+    side: OrderSide
+    amount: Decimal
+    filled: Decimal
+    average_price: Decimal | None
+    fee: Decimal
+    status: str  # "open" | "closed" | "canceled" | "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    transfer_id: str
+    currency: str
+    amount: Decimal
+    into_derivatives: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MarginResult:
+    symbol: str
+    side: Side
+    amount: Decimal
+    add: bool
+
+
+class Exchange(Protocol):
+    """One account on one venue."""
+
+    name: str
+
+    async def fetch_snapshot(self) -> AccountSnapshot:
+        """Balances, positions and market rules, as one consistent picture."""
+        ...
+
+    async def transfer(
+        self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str
+    ) -> TransferResult:
+        """Move collateral between the source wallet and the derivatives wallet."""
+        ...
+
+    async def adjust_margin(
+        self, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool = False
+    ) -> MarginResult:
+        """Add margin to, or remove it from, an isolated position."""
+        ...
+
+    async def create_order(self, request: OrderRequest) -> OrderResult:
+        """Place a market order (reduce-only unless the request says otherwise)."""
+        ...
+
+    async def fetch_order_by_client_id(
+        self, symbol: str, client_order_id: str
+    ) -> OrderResult | None:
+        """The order with this client id, or None when the exchange never saw it."""
+        ...
+
+    async def close(self) -> None:
+        """Release sessions and connections."""
+        ...
