@@ -105,8 +105,6 @@ class Policy:
         if self.cooldown < timedelta(0):
             raise TargetError("cooldown", self.cooldown, "must not be negative")
         if not ZERO <= self.slippage_allowance < Decimal("0.1"):
-            raise TargetError(
-                "slippage_allowance", self.slippage_allowance, "must be in [0, 0.1)"
-            )
+            raise TargetError("slippage_allowance", self.slippage_allowance, "must be in [0, 0.1)")
         if self.max_snapshot_age <= timedelta(0):
             raise TargetError("max_snapshot_age", self.max_snapshot_age, "must be positive")

@@ -1,0 +1,186 @@
+"""The policies a backtest compares. `levbot` is the daemon's own planner and executor.
+
+Each policy gets the simulated exchange once per cycle and acts through the Exchange
+port only, the way a daemon would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+
+from bot.app.execute import ActionOutcome, execute_plan
+from bot.domain.actions import (
+    Action,
+    ActionKind,
+    MarginAdjustment,
+    Order,
+    Plan,
+    Reason,
+    RecentActivity,
+    Rule,
+    Transfer,
+)
+from bot.domain.models import ZERO, MarginMode
+from bot.domain.planner import plan_rebalance
+from bot.domain.targets import Policy, Prefer, Target, Targets
+from bot.exchange.sim.exchange import SimulatedExchange
+
+POLICY_NAMES = ("levbot", "none", "auto-margin", "periodic")
+# The exchange-style auto-add-margin fires when the margin ratio nears liquidation.
+AUTO_MARGIN_TRIGGER = Decimal("0.8")
+PERIODIC_EVERY = timedelta(days=1)
+
+
+@dataclass(slots=True)
+class ActivityLog:
+    """In-memory journal for a replay: what happened, and what the planner must remember."""
+
+    outcomes: list[tuple[datetime, ActionOutcome]] = field(default_factory=list)
+    _day: datetime | None = None
+    _transferred: Decimal = ZERO
+    _last_order: dict[str, datetime] = field(default_factory=dict)
+    _now: datetime | None = None
+
+    def at(self, now: datetime) -> ActivityLog:
+        self._now = now
+        return self
+
+    async def intent(self, action: Action, client_id: str) -> None:
+        return None
+
+    async def result(self, outcome: ActionOutcome) -> None:
+        assert self._now is not None
+        now = self._now
+        self.outcomes.append((now, outcome))
+        if not outcome.ok:
+            return
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if day != self._day:
+            self._day, self._transferred = day, ZERO
+        if outcome.action.kind is ActionKind.TRANSFER_IN:
+            self._transferred += outcome.action.amount
+        if isinstance(outcome.action, Order):
+            self._last_order[outcome.action.reason.scope] = now
+
+    def activity(self, now: datetime) -> RecentActivity:
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        transferred = self._transferred if day == self._day else ZERO
+        return RecentActivity(transferred_today=transferred, last_order_at=dict(self._last_order))
+
+
+class BacktestPolicy:
+    """A policy under test. It acts through the Exchange port only, like a daemon."""
+
+    name: str
+
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
+        """Runs on a bar's close every interval."""
+        return None
+
+    async def intrabar(
+        self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: ActivityLog
+    ) -> None:
+        """Runs at the bar's adverse extreme, before the liquidation check.
+
+        Only the exchange's own machinery acts here (it watches continuously); a bot
+        that polls on a schedule cannot.
+        """
+        return None
+
+
+@dataclass(slots=True)
+class ClientIds:
+    """Client ids `<policy>-1`, `<policy>-2`, ... for one replay."""
+
+    prefix: str
+    _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __call__(self, action: Action) -> str:
+        return f"{self.prefix}-{next(self._counter)}"
+
+
+@dataclass(slots=True)
+class LevbotPolicy(BacktestPolicy):
+    """The real planner, executed by the daemon's own `execute_plan`."""
+
+    targets: Targets
+    policy: Policy
+    name: str = "levbot"
+    ids: ClientIds = field(default_factory=lambda: ClientIds("levbot"))
+
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
+        snapshot = await exchange.fetch_snapshot()
+        plan = plan_rebalance(snapshot, self.targets, self.policy, now, log.activity(now))
+        await execute_plan(exchange, plan, self.ids, log.at(now))
+
+
+@dataclass(slots=True)
+class NonePolicy(BacktestPolicy):
+    """Never act."""
+
+    name: str = "none"
+
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class AutoMarginPolicy(BacktestPolicy):
+    """Exchange-style auto-add-margin: near liquidation, add the position's initial margin.
+
+    The exchange watches continuously, so this acts intra-bar at the adverse extreme.
+    """
+
+    initial_margin: Decimal
+    name: str = "auto-margin"
+    ids: ClientIds = field(default_factory=lambda: ClientIds("auto-margin"))
+
+    async def intrabar(
+        self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: ActivityLog
+    ) -> None:
+        if margin_ratio < AUTO_MARGIN_TRIGGER:
+            return
+        amount = min(self.initial_margin, exchange.source).quantize(Decimal("0.01"), ROUND_DOWN)
+        positions = exchange.positions()
+        if amount <= ZERO or not positions:
+            return
+        position = positions[0]
+        reason = Reason(Rule.EMERGENCY, position.symbol, None, None, "auto-add margin")
+        actions: list[Action] = [Transfer(exchange.settle, amount, True, reason)]
+        if position.margin_mode is MarginMode.ISOLATED:
+            actions.append(MarginAdjustment(position.symbol, position.side, amount, True, reason))
+        await execute_plan(exchange, Plan(now, tuple(actions)), self.ids, log.at(now))
+
+
+@dataclass(slots=True)
+class PeriodicPolicy(BacktestPolicy):
+    """Trade back to exactly the target once a day, with no band (a leveraged-token rebalance)."""
+
+    target: Decimal
+    slippage: Decimal
+    name: str = "periodic"
+    ids: ClientIds = field(default_factory=lambda: ClientIds("periodic"))
+    _next: datetime | None = None
+
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
+        if self._next is not None and now < self._next:
+            return
+        self._next = now + PERIODIC_EVERY
+        # A hair-thin band makes the planner move to the target on any deviation;
+        # orders only (the source wallet is out of reach), both directions allowed.
+        epsilon = self.target * Decimal("0.000001")
+        targets = Targets(Target(self.target, self.target - epsilon, self.target + epsilon))
+        policy = Policy(
+            prefer=Prefer.ORDERS,
+            allow_increase=True,
+            source_floor=Decimal("1e30"),
+            cooldown=timedelta(0),
+            slippage_allowance=self.slippage,
+        )
+        snapshot = await exchange.fetch_snapshot()
+        plan = plan_rebalance(snapshot, targets, policy, now)
+        orders = tuple(a for a in plan.actions if isinstance(a, Order))
+        await execute_plan(exchange, Plan(now, orders), self.ids, log.at(now))

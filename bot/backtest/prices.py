@@ -1,0 +1,194 @@
+"""Price and funding files for the backtest: CSV or freqtrade JSON candles, funding CSV.
+
+Bad input is a `PriceFileError` naming the file and the row, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import math
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# A wick further than this from the bar's body and from both neighbours' extremes is a
+# one-off print. Exchanges liquidate on the mark price (an index across venues), which
+# such a print never reaches, so the wick is clamped to the neighbourhood's extreme.
+BAD_TICK_RATIO = Decimal("0.5")
+
+
+class PriceFileError(ValueError):
+    """The file cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    timestamp: int  # ms since epoch, UTC: the file's own timestamp
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRate:
+    timestamp: int
+    rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSeries:
+    bars: tuple[Bar, ...]
+    clamped: tuple[int, ...]  # timestamps of bars whose wick was a bad tick
+
+    @property
+    def bar_ms(self) -> int:
+        """The most common spacing between bars."""
+        if len(self.bars) < 2:
+            return 0
+        gaps: dict[int, int] = {}
+        for a, b in zip(self.bars, self.bars[1:], strict=False):
+            gaps[b.timestamp - a.timestamp] = gaps.get(b.timestamp - a.timestamp, 0) + 1
+        return max(gaps, key=lambda gap: gaps[gap])
+
+
+def load_prices(path: Path) -> PriceSeries:
+    """Read `timestamp,open,high,low,close,volume` CSV or freqtrade JSON candles."""
+    if not path.is_file():
+        raise PriceFileError(f"{path}: no such file")
+    rows = _read_json(path) if path.suffix.lower() == ".json" else _read_csv(path)
+    if len(rows) < 2:
+        raise PriceFileError(f"{path}: needs at least 2 candles, found {len(rows)}")
+    bars = [_bar(path, where, row) for where, row in rows]
+    for previous, bar in itertools.pairwise(bars):
+        if bar.timestamp == previous.timestamp:
+            raise PriceFileError(f"{path}: duplicate timestamp {bar.timestamp}")
+        if bar.timestamp < previous.timestamp:
+            raise PriceFileError(
+                f"{path}: timestamps not sorted ({bar.timestamp} after {previous.timestamp})"
+            )
+    return _clamp_bad_ticks(bars)
+
+
+def load_funding(path: Path) -> tuple[FundingRate, ...]:
+    """Read a `timestamp,funding_rate` CSV, sorted by time."""
+    if not path.is_file():
+        raise PriceFileError(f"{path}: no such file")
+    rates: list[FundingRate] = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"timestamp", "funding_rate"} - set(reader.fieldnames or ())
+        if missing:
+            raise PriceFileError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            timestamp = _timestamp(path, f"line {line}", row["timestamp"])
+            rate = _number(path, f"line {line}", "funding_rate", row["funding_rate"])
+            rates.append(FundingRate(timestamp, rate))
+    rates.sort(key=lambda r: r.timestamp)
+    return tuple(rates)
+
+
+def _read_csv(path: Path) -> list[tuple[str, list[str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise PriceFileError(f"{path}: empty file")
+        names = [h.strip().lower() for h in header]
+        wanted = ["timestamp", "open", "high", "low", "close"]
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            raise PriceFileError(f"{path}: missing column(s) {', '.join(missing)}")
+        index = [names.index(w) for w in wanted]
+        rows: list[tuple[str, list[str]]] = []
+        for line, raw in enumerate(reader, start=2):
+            if not raw:
+                continue
+            if len(raw) < len(names):
+                raise PriceFileError(f"{path}: line {line} has {len(raw)} fields")
+            rows.append((f"line {line}", [raw[i] for i in index]))
+    return rows
+
+
+def _read_json(path: Path) -> list[tuple[str, list[str]]]:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PriceFileError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, list):
+        raise PriceFileError(f"{path}: expected a list of [ms, o, h, l, c, v] candles")
+    rows: list[tuple[str, list[str]]] = []
+    for i, candle in enumerate(data):
+        if not isinstance(candle, list) or len(candle) < 5:
+            raise PriceFileError(f"{path}: candle {i} is not [ms, o, h, l, c, v]")
+        rows.append((f"candle {i}", [str(v) for v in candle[:5]]))
+    return rows
+
+
+def _bar(path: Path, where: str, row: list[str]) -> Bar:
+    timestamp = _timestamp(path, where, row[0])
+    o, h, low, c = (
+        _price(path, where, name, value)
+        for name, value in zip(("open", "high", "low", "close"), row[1:5], strict=True)
+    )
+    if h < max(o, c, low) or low > min(o, c, h):
+        raise PriceFileError(f"{path}: {where}: high/low do not bracket open/close")
+    return Bar(timestamp, o, h, low, c)
+
+
+def _timestamp(path: Path, where: str, text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise PriceFileError(f"{path}: {where}: timestamp {text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise PriceFileError(f"{path}: {where}: bad timestamp {text!r}")
+    return int(value)
+
+
+def _number(path: Path, where: str, name: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise PriceFileError(f"{path}: {where}: {name} {text!r} is not a number") from None
+    if not value.is_finite():
+        raise PriceFileError(f"{path}: {where}: {name} is {text!r}")
+    return value
+
+
+def _price(path: Path, where: str, name: str, text: str) -> Decimal:
+    value = _number(path, where, name, text)
+    if value <= 0:
+        raise PriceFileError(f"{path}: {where}: {name} must be positive, got {text}")
+    return value
+
+
+def _clamp_bad_ticks(bars: list[Bar]) -> PriceSeries:
+    clamped: list[int] = []
+    for i, bar in enumerate(bars):
+        neighbours = bars[max(0, i - 1) : i] + bars[i + 1 : i + 2]
+        body_high, body_low = max(bar.open, bar.close), min(bar.open, bar.close)
+        ceiling = max([body_high, *(n.high for n in neighbours)])
+        floor = min([body_low, *(n.low for n in neighbours)])
+        high, low = bar.high, bar.low
+        if high > body_high * (1 + BAD_TICK_RATIO) and high > ceiling * (1 + BAD_TICK_RATIO):
+            high = ceiling
+        if low < body_low * (1 - BAD_TICK_RATIO) and low < floor * (1 - BAD_TICK_RATIO):
+            low = floor
+        if (high, low) != (bar.high, bar.low):
+            logger.warning(
+                "bad tick at %s: high %s low %s clamped to %s / %s",
+                bar.timestamp,
+                bar.high,
+                bar.low,
+                high,
+                low,
+            )
+            clamped.append(bar.timestamp)
+            bars[i] = replace(bar, high=high, low=low)
+    return PriceSeries(tuple(bars), tuple(clamped))

@@ -1,0 +1,32 @@
+"""The `levbot` command (also `python -m bot`)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from bot.backtest.cli import backtest
+
+app = typer.Typer(
+    name="levbot",
+    help="Keeps leveraged crypto-derivative positions at the leverage their owner chose.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("backtest")(backtest)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug lines."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    app()
