@@ -110,18 +110,21 @@ def backtest(
         )  # fmt: skip
     except TargetError as error:
         flag = {"leverage": "--target"}.get(error.field_name, f"--{error.field_name}")
-        console.print(f"error: {flag} {error.value}: {error.rule}")
+        typer.echo(f"error: {flag} {error.value}: {error.rule}", err=True)
         raise typer.Exit(2) from None
     except (PriceFileError, ScenarioError) as error:
-        console.print(f"error: {error}")
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     for stamp in series.clamped:
-        console.print(f"note: bad tick at {stamp} clamped (a one-off print the mark never saw)")
+        typer.echo(
+            f"note: bad tick at {stamp} clamped (a one-off print the mark never saw)", err=True
+        )
 
     results = _run_with_progress(scenario, series, rates, console)
     write_outputs(out, scenario, results, plot=plot)
-    Console().print(_summary_table(results))
-    Console().print(f"wrote {out}/summary.json, per-policy CSVs" + (", report.png" if plot else ""))
+    stdout = Console() if sys.stdout.isatty() else Console(width=200)
+    stdout.print(_summary_table(results))
+    stdout.print(f"wrote {out}/summary.json, per-policy CSVs" + (", report.png" if plot else ""))
 
 
 def _scenario(

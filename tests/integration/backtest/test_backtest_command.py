@@ -1,0 +1,172 @@
+"""`levbot backtest` end to end on real Binance slices: files, columns, who survives."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "prices"
+CRASH_DAY = FIXTURES / "btc_1m_2021-05-19.csv"
+SUMMARY_KEYS = {
+    "liquidated", "liquidation_time", "max_leverage", "time_in_band", "min_margin_headroom",
+    "transfers", "orders", "collateral_added", "notional_reduced", "fees_paid",
+    "slippage_cost", "final_equity",
+}  # fmt: skip
+ACTION_COLUMNS = ["timestamp", "kind", "symbol", "side", "amount", "price", "notional", "fee",
+                  "reason"]  # fmt: skip
+TIMELINE_COLUMNS = ["timestamp", "price", "wallet", "equity", "notional", "leverage",
+                    "margin_ratio", "source_balance"]  # fmt: skip
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["backtest", *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def crash_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("crash")
+    code, output = run("--prices", str(CRASH_DAY), "--target", "5", "--min", "4", "--max", "6",
+                       "--equity", "10000", "--reserve", "5000", "--out", str(out))  # fmt: skip
+    assert code == 0, output
+    return out
+
+
+def test_backtest_when_crash_day_target_5_then_only_levbot_survives(crash_run: Path) -> None:
+    summary = json.loads((crash_run / "summary.json").read_text())
+    assert set(summary) == {"levbot", "none", "auto-margin", "periodic"}
+    for figures in summary.values():
+        assert set(figures) >= SUMMARY_KEYS
+    assert summary["levbot"]["liquidated"] is False
+    assert summary["none"]["liquidated"] is True
+    assert summary["none"]["liquidation_time"].startswith("2021-05-19T")
+    assert summary["levbot"]["min_margin_headroom"] > 0.5
+    assert summary["levbot"]["time_in_band"] > 0.95
+    assert summary["levbot"]["final_equity"] > summary["none"]["final_equity"]
+
+
+def test_backtest_when_run_then_csvs_have_the_contract_columns(crash_run: Path) -> None:
+    prices = {row["timestamp"] for row in read_csv(CRASH_DAY)}
+    for policy in ("levbot", "none", "auto-margin", "periodic"):
+        with (crash_run / policy / "actions.csv").open() as handle:
+            actions = list(csv.DictReader(handle))
+        with (crash_run / policy / "timeline.csv").open() as handle:
+            timeline = list(csv.DictReader(handle))
+        assert timeline and list(timeline[0].keys()) == TIMELINE_COLUMNS
+        # Timestamps are the price file's own bar timestamps.
+        assert {row["timestamp"] for row in timeline} <= prices
+        assert {row["timestamp"] for row in actions} <= prices
+    with (crash_run / "levbot" / "actions.csv").open() as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == ACTION_COLUMNS
+        rows = list(reader)
+    kinds = {row["kind"] for row in rows}
+    assert "transfer_in" in kinds
+    assert kinds <= {"transfer_in", "transfer_out", "reduce_order"}
+    assert all(row["reason"] for row in rows)
+    assert (crash_run / "report.png").stat().st_size > 10_000
+
+
+def test_backtest_when_levbot_acts_then_leverage_returns_to_target(crash_run: Path) -> None:
+    with (crash_run / "levbot" / "timeline.csv").open() as handle:
+        timeline = {row["timestamp"]: row for row in csv.DictReader(handle)}
+    with (crash_run / "levbot" / "actions.csv").open() as handle:
+        acted = {
+            row["timestamp"] for row in csv.DictReader(handle) if row["kind"] != "transfer_out"
+        }
+    assert acted
+    for stamp in acted:
+        assert 4.5 < float(timeline[stamp]["leverage"]) < 5.5
+
+
+def test_backtest_when_perp_with_funding_and_short_then_funding_moves_equity(
+    tmp_path: Path,
+) -> None:
+    prices = FIXTURES / "eth_perp_5m_2022-06-10_06-20.csv"
+    funding = FIXTURES / "eth_perp_funding_2022-06-10_06-20.csv"
+    outs = []
+    for with_funding in (True, False):
+        out = tmp_path / str(with_funding)
+        args = ["--prices", str(prices), "--side", "short", "--target", "3", "--min", "2.5",
+                "--max", "3.5", "--policy", "none", "--no-plot", "--out", str(out)]  # fmt: skip
+        if with_funding:
+            args += ["--funding", str(funding)]
+        code, output = run(*args)
+        assert code == 0, output
+        outs.append(json.loads((out / "summary.json").read_text())["none"]["final_equity"])
+    assert outs[0] != outs[1]
+
+
+def test_backtest_when_isolated_margin_then_levbot_adds_margin(tmp_path: Path) -> None:
+    code, output = run("--prices", str(CRASH_DAY), "--target", "5", "--min", "4", "--max", "6",
+                       "--margin-mode", "isolated", "--policy", "levbot", "--no-plot",
+                       "--out", str(tmp_path))  # fmt: skip
+    assert code == 0, output
+    summary = json.loads((tmp_path / "summary.json").read_text())["levbot"]
+    assert summary["liquidated"] is False
+    kinds = {row["kind"] for row in read_csv(tmp_path / "levbot" / "actions.csv")}
+    assert "add_margin" in kinds
+
+
+def test_backtest_when_bad_tick_file_then_survives_and_says_so(tmp_path: Path) -> None:
+    code, output = run("--prices", str(FIXTURES / "eth_perp_1h_2020-03-12_03-14.csv"),
+                       "--side", "short", "--target", "3", "--min", "2.5", "--max", "3.5",
+                       "--no-plot", "--out", str(tmp_path))  # fmt: skip
+    assert code == 0, output
+    assert "bad tick at 1584064800000" in output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["levbot"]["liquidated"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "3", "--min", "3.5", "--max", "4"], "--min 3.5: must be below leverage"),
+        (["--target", "abc", "--min", "1", "--max", "4"], "--target 'abc': not a number"),
+        (["--target", "3", "--min", "2", "--max", "4", "--interval", "5x"], "--interval '5x'"),
+        (["--target", "3", "--min", "2", "--max", "4", "--policy", "yolo"], "--policy yolo"),
+        (
+            ["--target", "3", "--min", "2", "--max", "4", "--symbol", "DOGE/USDT:USDT"],
+            "--symbol DOGE/USDT:USDT",
+        ),
+        (["--target", "3", "--min", "2", "--max", "4", "--equity", "0"], "--equity 0"),
+    ],
+)
+def test_backtest_when_bad_arguments_then_one_line_error_and_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, output = run("--prices", str(CRASH_DAY), "--out", str(tmp_path), *args)
+    assert code == 2
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_backtest_when_prices_file_missing_then_clear_error(tmp_path: Path) -> None:
+    code, output = run("--prices", str(tmp_path / "missing.csv"), "--target", "3", "--min", "2",
+                       "--max", "4", "--out", str(tmp_path))  # fmt: skip
+    assert code == 2
+    assert "missing.csv: no such file" in output
+
+
+def test_python_m_bot_when_help_then_lists_backtest() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "backtest", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    for flag in ("--prices", "--funding", "--symbol", "--side", "--target", "--min", "--max",
+                 "--margin-mode", "--equity", "--reserve", "--interval", "--fee", "--slippage",
+                 "--policy", "--out"):  # fmt: skip
+        assert flag in result.stdout
