@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/paper.toml
 
-.PHONY: install run test lint typecheck unit bench clean
+.PHONY: install run test lint typecheck unit bench efficacy clean
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -32,6 +32,9 @@ test: lint typecheck unit
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+efficacy: install
+	$(BIN)/python -m benchmarks.efficacy | tee benchmarks/efficacy.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,11 +8,10 @@ errors a real adapter does, so the service cannot tell it from a venue.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from bot.domain.leverage import (
     liquidation_price,
@@ -39,6 +38,9 @@ from bot.exchange.port import (
     UnknownSymbol,
 )
 
+# Binance reports liquidation prices to 8 decimals.
+LIQUIDATION_PRICE_QUANTUM = Decimal("1e-8")
+
 
 @dataclass(slots=True)
 class SimPosition:
@@ -48,6 +50,16 @@ class SimPosition:
     entry_price: Decimal
     margin_mode: MarginMode
     isolated_margin: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class SimState:
+    wallet: Decimal
+    source: Decimal
+    marks: dict[str, Decimal]
+    positions: list[SimPosition]
+    orders: dict[str, OrderResult]
+    next_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +104,35 @@ class SimulatedExchange:
         self._marks: dict[str, Decimal] = {}
         self._positions: dict[tuple[str, Side], SimPosition] = {}
         self._orders: dict[str, OrderResult] = {}
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self.last_fill: Fill | None = None
         self.liquidated: list[tuple[datetime, str, Side]] = []
+
+    # -- durable state (the paper daemon survives a kill -9 like a real venue) ----
+
+    def state(self) -> SimState:
+        """Everything that must outlive the process."""
+        return SimState(
+            wallet=self.wallet,
+            source=self.source,
+            marks=dict(self._marks),
+            positions=[replace(p) for p in self._positions.values()],
+            orders=dict(self._orders),
+            next_id=self._next_id,
+        )
+
+    def restore(self, state: SimState) -> None:
+        """Put the account back as `state()` saw it."""
+        self.wallet, self.source = state.wallet, state.source
+        self._marks = dict(state.marks)
+        self._positions = {(p.symbol, p.side): replace(p) for p in state.positions}
+        self._orders = dict(state.orders)
+        self._next_id = state.next_id
+
+    def _new_id(self, prefix: str) -> str:
+        value = self._next_id
+        self._next_id += 1
+        return f"{prefix}{value}"
 
     # -- feeding the simulation ---------------------------------------------------
 
@@ -105,6 +143,7 @@ class SimulatedExchange:
         self._marks[symbol] = price
 
     def mark(self, symbol: str) -> Decimal:
+        self._rules(symbol)
         try:
             return self._marks[symbol]
         except KeyError:
@@ -145,24 +184,27 @@ class SimulatedExchange:
         return total
 
     def check_liquidation(self, symbol: str, adverse: dict[Side, Decimal]) -> bool:
-        """Liquidate legs of `symbol` whose equity at the adverse price <= maintenance.
+        """Liquidate where equity at the adverse price <= maintenance.
 
         `adverse` maps a side to its worst price of the bar (low for longs, high for
-        shorts). Returns True when anything was liquidated.
+        shorts). An isolated leg of `symbol` goes alone; when the cross account fails
+        at a cross leg's adverse price, every cross position goes with it.
+        Returns True when anything was liquidated.
         """
-        hit = False
+        doomed: list[SimPosition] = []
+        cross_hit = False
         for pos in self._legs(symbol):
             price = adverse[pos.side]
             if pos.margin_mode is MarginMode.ISOLATED:
-                equity = pos.isolated_margin + self._pnl(pos, price)
-                maintenance = self._maintenance(pos, price)
-            else:
-                equity = self.cross_equity({symbol: price})
-                maintenance = self.cross_maintenance({symbol: price})
-            if equity <= maintenance:
-                hit = True
-                self._liquidate(pos)
-        return hit
+                if pos.isolated_margin + self._pnl(pos, price) <= self._maintenance(pos, price):
+                    doomed.append(pos)
+            elif self.cross_equity({symbol: price}) <= self.cross_maintenance({symbol: price}):
+                cross_hit = True
+        if cross_hit:
+            doomed.extend(p for p in self._positions.values() if p.margin_mode is MarginMode.CROSS)
+        for pos in doomed:
+            self._liquidate(pos)
+        return bool(doomed)
 
     # -- account figures ------------------------------------------------------------
 
@@ -237,7 +279,7 @@ class SimulatedExchange:
                 raise InsufficientFunds(f"derivatives wallet frees {free}, asked {amount}")
             self.wallet -= amount
             self.source += amount
-        return TransferResult(f"T{next(self._ids)}", currency, amount, into_derivatives)
+        return TransferResult(self._new_id("T"), currency, amount, into_derivatives)
 
     async def adjust_margin(
         self, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool = False
@@ -284,7 +326,7 @@ class SimulatedExchange:
         self.last_fill = fill
         result = OrderResult(
             client_order_id=request.client_order_id,
-            exchange_id=f"O{next(self._ids)}",
+            exchange_id=self._new_id("O"),
             symbol=request.symbol,
             side=request.side,
             amount=amount,
@@ -299,7 +341,9 @@ class SimulatedExchange:
     async def fetch_order_by_client_id(
         self, symbol: str, client_order_id: str
     ) -> OrderResult | None:
-        return self._orders.get(client_order_id)
+        self._rules(symbol)
+        result = self._orders.get(client_order_id)
+        return result if result is not None and result.symbol == symbol else None
 
     async def close(self) -> None:
         return None
@@ -419,6 +463,11 @@ class SimulatedExchange:
                 ),
                 other_unrealized=sum((self._pnl(p, self.mark(p.symbol)) for p in others), ZERO),
             )
+        if liq is not None:
+            # Round toward the liquidated side, so that a bar reaching the reported
+            # price does liquidate (28-digit division can land a hair on the safe side).
+            rounding = ROUND_FLOOR if pos.side is Side.LONG else ROUND_CEILING
+            liq = liq.quantize(LIQUIDATION_PRICE_QUANTUM, rounding=rounding) or None
         return Position(
             symbol=pos.symbol,
             side=pos.side,
