@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from bot.app import commands
 from bot.backtest.cli import backtest
 
 app = typer.Typer(
@@ -15,6 +16,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("run")(commands.run)
+app.command("check")(commands.check)
+app.command("plan")(commands.plan)
+app.command("status")(commands.status)
+app.command("history")(commands.history)
+app.command("health")(commands.health_command)
 app.command("backtest")(backtest)
 
 

@@ -60,8 +60,11 @@ class PaperExchange:
         settings: PaperSettings,
         clock: Callable[[], datetime],
         bars: Sequence[Bar] | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.name = settings.account
         self._clock = clock
         self._bars = tuple(bars) if bars is not None else load_prices(settings.feed).bars
@@ -174,7 +177,7 @@ class PaperExchange:
 
     def _save(self) -> None:
         path = self.settings.state_file
-        if path is None:
+        if path is None or self.read_only:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {

@@ -1,0 +1,62 @@
+"""Draining the alert outbox. Alerts are written to the journal first, so a channel that
+is down (Telegram, or anything else) delays them but never loses them, and never delays
+a cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.store.journal import Journal
+
+logger = logging.getLogger(__name__)
+
+_LOG_LEVELS = {
+    "info": logging.INFO,
+    "action": logging.INFO,
+    "warning": logging.WARNING,
+    "critical": logging.CRITICAL,
+}
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+class AlertChannel(Protocol):
+    """Delivers one alert; raises when it could not."""
+
+    async def deliver(self, level: str, text: str) -> None: ...
+
+
+class LogChannel:
+    """Alerts as log lines: the channel when Telegram is not configured."""
+
+    async def deliver(self, level: str, text: str) -> None:
+        logger.log(_LOG_LEVELS.get(level, logging.INFO), "ALERT %s", text.replace("\n", " | "))
+
+
+def backoff(attempts: int) -> timedelta:
+    """2s, 4s, 8s ... capped at ten minutes."""
+    return min(timedelta(seconds=2 ** max(1, attempts)), MAX_BACKOFF)
+
+
+async def flush_outbox(
+    journal: Journal,
+    channel: AlertChannel,
+    clock: Callable[[], datetime],
+    limit: int = 20,
+) -> int:
+    """Send what is due, oldest first; returns how many were sent."""
+    sent = 0
+    for alert in await journal.due_alerts(clock(), limit):
+        try:
+            await channel.deliver(alert.level, alert.text)
+        except Exception as error:
+            retry_at = clock() + backoff(alert.attempts + 1)
+            await journal.mark_alert_failed(alert.id, f"{type(error).__name__}: {error}", retry_at)
+            logger.info("alert %s not delivered (%s); retry at %s", alert.id, error, retry_at)
+            break
+        await journal.mark_alert_sent(alert.id, clock())
+        sent += 1
+    return sent

@@ -1,0 +1,94 @@
+"""The one place that decides which adapters an account gets: simulated or ccxt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from bot.app.config import AccountConfig, LevbotConfig
+from bot.app.service import AccountRuntime
+from bot.exchange.port import Exchange
+from bot.exchange.sim.paper import BUILTIN_FEED, PaperExchange, PaperSettings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def state_dir(config: LevbotConfig) -> Path:
+    """Where local state lives: beside the SQLite file, else ./data."""
+    url = make_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).expanduser().resolve().parent
+    return Path("data").resolve()
+
+
+def build_exchange(
+    account: AccountConfig,
+    config: LevbotConfig,
+    clock: Callable[[], datetime] = utc_now,
+    *,
+    read_only: bool = False,
+) -> Exchange:
+    """A PaperExchange for `exchange = "sim"`, the ccxt adapter otherwise.
+
+    `read_only` is for one-off looks (`plan`, `check`) beside a running daemon: the
+    paper account's state file is read but never written.
+    """
+    if account.exchange == "sim":
+        sim = account.sim
+        assert sim is not None  # the config requires a [sim] table for exchange = "sim"
+        feed = BUILTIN_FEED if sim.feed == "builtin" else Path(sim.feed)
+        settings = PaperSettings(
+            account=account.name,
+            symbol=sim.symbol,
+            side=sim.side,
+            equity=sim.equity,
+            reserve=sim.reserve,
+            leverage=sim.leverage,
+            margin_mode=sim.margin_mode,
+            bar_seconds=sim.bar_seconds,
+            fee=sim.fee,
+            slippage=sim.slippage,
+            loop=sim.loop,
+            feed=feed,
+            state_file=state_dir(config) / f"paper-{account.name}.json",
+        )
+        return PaperExchange(settings, clock, read_only=read_only)
+    from bot.exchange.ccxt.adapter import CcxtExchange
+    from bot.exchange.ccxt.settings import CcxtSettings
+
+    def secret(name: str) -> str | None:
+        value = getattr(account, name)
+        return None if value is None else str(value.get_secret_value())
+
+    assert account.environment is not None  # required for real exchanges by the config
+    return CcxtExchange(
+        CcxtSettings(
+            account=account.name,
+            exchange_id=account.exchange,
+            environment=account.environment,
+            api_key=secret("api_key"),
+            secret=secret("secret"),
+            password=secret("password"),
+            settle=account.settle,
+            margin_mode=account.margin_mode,
+            collateral_source=account.collateral_source,
+            api_base_url=account.api_base_url,
+            symbols=tuple(account.symbols),
+        )
+    )
+
+
+def build_runtime(account: AccountConfig, exchange: Exchange) -> AccountRuntime:
+    return AccountRuntime(
+        name=account.name,
+        exchange=exchange,
+        targets=account.to_targets(),
+        policy=account.to_policy(),
+        interval=timedelta(seconds=account.interval_seconds),
+        dry_run=account.dry_run,
+    )

@@ -1,0 +1,302 @@
+"""The daemon-side `levbot` commands: run, check, plan, status, history, health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bot.app.bootstrap import build_exchange, build_runtime, utc_now
+from bot.app.config import ConfigError, LevbotConfig, load_config
+from bot.app.control import account_statuses, health, recent_actions
+from bot.app.daemon import Daemon
+from bot.app.service import AccountService, describe
+from bot.domain.summary import account_metrics
+from bot.exchange.port import ExchangeError
+from bot.store.journal import Journal
+
+T = TypeVar("T")
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The TOML config file.", show_default=False)
+]
+out = Console()
+err = Console(stderr=True)
+
+
+def _load(path: Path) -> LevbotConfig:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def _configure_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Third-party chatter stays at WARNING unless asked for.
+    for noisy in ("alembic", "apscheduler", "aiosqlite", "ccxt", "httpx", "telegram"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def run(
+    config: ConfigOption,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT (a live status table on a terminal)."""
+    settings = _load(config)
+    _configure_logging(settings.log.level, log_json or settings.log.json_format)
+    live = sys.stdout.isatty() and not log_json
+    daemon = Daemon(settings)
+    code = asyncio.run(_run_daemon(daemon, live))
+    raise typer.Exit(code)
+
+
+async def _run_daemon(daemon: Daemon, live: bool) -> int:
+    if not live:
+        return await daemon.run()
+    with Live(Table(), console=out, refresh_per_second=2, transient=False) as view:
+
+        async def refresh() -> None:
+            while not daemon.stop.is_set():
+                view.update(_live_table(daemon.services))
+                await asyncio.sleep(1)
+
+        task = asyncio.create_task(refresh())
+        try:
+            return await daemon.run()
+        finally:
+            task.cancel()
+
+
+def _live_table(services: list[AccountService]) -> Table:
+    table = Table(title=f"levbot — {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    for column in ("account", "state", "leverage", "band", "margin ratio", "last cycle", "note"):
+        table.add_column(column)
+    for service in services:
+        report = service.last_report
+        target = service.runtime.targets.account
+        band = f"{target.min}–{target.leverage}–{target.max}"
+        if report is None:
+            table.add_row(service.name, service.state.value, "…", band, "…", "starting", "")
+            continue
+        metrics = report.after or report.before
+        leverage = (
+            "n/a" if metrics is None or metrics.leverage is None else f"{metrics.leverage:.2f}"
+        )
+        ratio = (
+            "n/a" if metrics is None or metrics.margin_ratio is None
+            else f"{metrics.margin_ratio:.3f}"
+        )  # fmt: skip
+        done = ", ".join(describe(o.action) for o in report.outcomes if o.ok)
+        note = done or (report.error or "; ".join(report.notes[:1]))
+        table.add_row(
+            service.name, report.status, leverage, band, ratio,
+            f"{report.finished_at:%H:%M:%S}", note[:80],
+        )  # fmt: skip
+    return table
+
+
+def check(config: ConfigOption) -> None:
+    """Validate the config; with credentials, test connectivity and read the account."""
+    settings = _load(config)
+    typer.echo(f"config OK: {len(settings.accounts)} account(s)")
+    failures = asyncio.run(_check_accounts(settings))
+    raise typer.Exit(1 if failures else 0)
+
+
+async def _check_accounts(settings: LevbotConfig) -> int:
+    failures = 0
+    for account in settings.accounts:
+        label = f"{account.name} ({account.exchange}"
+        label += f", {account.environment})" if account.environment else ")"
+        exchange = build_exchange(account, settings, utc_now, read_only=True)
+        try:
+            snapshot = await exchange.fetch_snapshot()
+        except ExchangeError as error:
+            failures += 1
+            typer.echo(f"  {label}: FAILED {type(error).__name__}: {error}")
+            continue
+        finally:
+            await exchange.close()
+        metrics = account_metrics(snapshot)
+        hedged = any(p.hedged for p in snapshot.positions)
+        leverage = "n/a" if metrics.leverage is None else f"{metrics.leverage:.2f}"
+        typer.echo(
+            f"  {label}: OK — equity {metrics.equity:.2f} {snapshot.settle}, "
+            f"{len(snapshot.positions)} position(s), leverage {leverage}, "
+            f"position mode {'hedge' if hedged else 'one-way'}, "
+            f"margin adjust {'yes' if snapshot.can_adjust_margin else 'no'}"
+        )
+    return failures
+
+
+def plan(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+) -> None:
+    """One dry cycle: fetch, plan and print what the bot would do (sends nothing)."""
+    settings = _load(config)
+    names = [a.name for a in settings.accounts]
+    if account is not None and account not in names:
+        typer.echo(f"error: --account {account}: not in the config ({', '.join(names)})", err=True)
+        raise typer.Exit(2)
+    results = asyncio.run(_plan_accounts(settings, account))
+    if as_json:
+        typer.echo(json.dumps(results, indent=2, default=_json_default))
+        return
+    for result in results:
+        typer.echo(f"{result['account']}: {result['summary']}")
+        for line in result["actions"]:
+            typer.echo(f"  - {line['what']}: {line['why']}")
+        for note in result["notes"]:
+            typer.echo(f"  note: {note}")
+
+
+async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    journal = await Journal.open(settings.database.url)
+    try:
+        for account in settings.accounts:
+            if only is not None and account.name != only:
+                continue
+            exchange = build_exchange(account, settings, utc_now, read_only=True)
+            service = AccountService(build_runtime(account, exchange), journal, utc_now)
+            try:
+                snapshot, proposal = await service.preview()
+            except ExchangeError as error:
+                results.append({"account": account.name, "summary": f"FAILED: {error}",
+                                "actions": [], "notes": []})  # fmt: skip
+                continue
+            finally:
+                await exchange.close()
+            metrics = account_metrics(snapshot)
+            leverage = "n/a" if metrics.leverage is None else f"{metrics.leverage:.2f}"
+            results.append({
+                "account": account.name,
+                "leverage": metrics.leverage,
+                "margin_ratio": metrics.margin_ratio,
+                "summary": (f"leverage {leverage}, "
+                            f"{len(proposal.actions) or 'no'} action(s) planned"),
+                "actions": [{"kind": a.kind.value, "what": describe(a),
+                             "why": a.reason.describe(), "amount": a.amount}
+                            for a in proposal.actions],
+                "decisions": [asdict(d) for d in proposal.decisions],
+                "notes": [*proposal.notes, *(n for d in proposal.decisions for n in d.notes)],
+            })  # fmt: skip
+    finally:
+        await journal.close()
+    return results
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple | set):
+        return list(value)
+    return str(value)
+
+
+def status(config: ConfigOption) -> None:
+    """Per account, from the journal: equity, leverage against the band, state, last cycle."""
+    settings = _load(config)
+    rows = asyncio.run(_with_journal(settings, lambda j: account_statuses(j, settings)))
+    table = Table(title="levbot status")
+    for column in ("account", "state", "equity", "notional", "leverage", "band",
+                   "margin ratio", "liq. distance", "last cycle"):  # fmt: skip
+        table.add_column(column)
+    for row in rows:
+        snap = row.snapshot
+        table.add_row(
+            row.account,
+            row.state,
+            "—" if snap is None else f"{snap.equity:.2f} {snap.settle}",
+            "—" if snap is None else f"{snap.notional:.2f}",
+            "—" if snap is None or snap.leverage is None else f"{snap.leverage:.2f}",
+            f"{row.band[0]}–{row.target}–{row.band[1]}",
+            "—" if snap is None or snap.margin_ratio is None else f"{snap.margin_ratio:.3f}",
+            "—" if row.liquidation_distance is None else f"{row.liquidation_distance:.1%}",
+            "never" if row.last_cycle_at is None
+            else f"{row.last_cycle_at:%Y-%m-%d %H:%M:%S} ({row.last_cycle_status})",
+        )  # fmt: skip
+    (out if sys.stdout.isatty() else Console(width=200)).print(table)
+
+
+def history(
+    config: ConfigOption,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many actions.")] = 20,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+) -> None:
+    """The last actions, newest first, with their reasons and results."""
+    settings = _load(config)
+    actions = asyncio.run(_with_journal(settings, lambda j: recent_actions(j, account, limit)))
+    if not actions:
+        typer.echo("no actions journaled yet")
+        return
+    for action in actions:
+        result = action.status.value + (f" ({action.error})" if action.error else "")
+        tag = " [dry run]" if action.dry_run else ""
+        typer.echo(
+            f"{action.created_at:%Y-%m-%d %H:%M:%S} {action.account} {action.kind.value} "
+            f"{action.amount} {action.symbol}{tag}: {result} — {action.reason}"
+        )
+
+
+def health_command(config: ConfigOption) -> None:
+    """Exit 1 when an account's last successful cycle is older than 3 intervals."""
+    settings = _load(config)
+    report = asyncio.run(_with_journal(settings, lambda j: health(j, settings, utc_now())))
+    for item in report:
+        when = "never" if item.last_success is None else item.last_success.isoformat()
+        verdict = "ok" if item.healthy else "STALE"
+        typer.echo(f"{item.account}: {verdict} (last successful cycle {when}, limit {item.limit})")
+    raise typer.Exit(0 if all(item.healthy for item in report) else 1)
+
+
+async def _with_journal(settings: LevbotConfig, query: Callable[[Journal], Awaitable[T]]) -> T:
+    journal = await Journal.open(settings.database.url)
+    try:
+        return await query(journal)
+    finally:
+        await journal.close()

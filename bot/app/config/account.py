@@ -1,0 +1,323 @@
+"""One `[[accounts]]` table: the venue, how to reach it, its band and its policy.
+
+The band and the policy are checked by the domain's own rules (`validate_target`,
+`Policy`), so the config and the planner never disagree on what is valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Final, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bot.app.config.problems import NO_VALUE, Loc, raise_problems
+from bot.domain.models import MarginMode, Side
+from bot.domain.targets import Policy, Prefer, Target, TargetError, Targets
+from bot.exchange.sim.markets import binance_usdm_markets
+
+ExchangeId = Literal["sim", "binanceusdm", "bybit", "okx"]
+Environment = Literal["live", "testnet", "demo"]
+CollateralSource = Literal["spot", "funding"]
+
+SUPPORTED_EXCHANGES: tuple[ExchangeId, ...] = ("binanceusdm", "bybit", "okx", "sim")
+BUILTIN_FEED: Final = "builtin"
+# Where collateral comes from when the config does not say (DESIGN.md §7).
+DEFAULT_COLLATERAL_SOURCE: Mapping[str, CollateralSource] = {
+    "binanceusdm": "spot",
+    "bybit": "funding",
+    "okx": "funding",
+    "sim": "spot",
+}
+# What ccxt 4.5 offers: Binance's futures testnet is deprecated (demo trading replaces
+# it) and OKX's sandbox *is* its demo trading.
+ENVIRONMENTS: Mapping[str, tuple[Environment, ...]] = {
+    "binanceusdm": ("live", "demo"),
+    "bybit": ("live", "testnet", "demo"),
+    "okx": ("live", "demo"),
+}
+REQUIRED_CREDENTIALS: Mapping[str, tuple[str, ...]] = {
+    "binanceusdm": ("api_key", "secret"),
+    "bybit": ("api_key", "secret"),
+    "okx": ("api_key", "secret", "password"),
+}
+
+_SYMBOL = re.compile(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+:[A-Za-z0-9._-]+")
+
+
+def _check_symbol(value: str) -> str:
+    if not _SYMBOL.fullmatch(value):
+        raise ValueError("not a ccxt unified derivatives symbol like BTC/USDT:USDT")
+    return value
+
+
+Symbol = Annotated[str, AfterValidator(_check_symbol)]
+
+
+def check_http_url(value: str, *, path_allowed: bool) -> str:
+    """An http(s) URL without query or fragment, trailing slash removed."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if not path_allowed and parts.path.strip("/"):
+        raise ValueError("only the scheme, host and port are used; remove the path")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return value.rstrip("/")
+
+
+class ConfigTable(BaseModel):
+    """Every table: frozen, and an unknown key is an error."""
+
+    # hide_input_in_errors: a raw ValidationError, if ever printed, must not show secrets.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class TargetConfig(ConfigTable):
+    """A leverage target `T` and its band `min < T < max` (DESIGN.md §2)."""
+
+    leverage: Decimal
+    min: Decimal
+    max: Decimal
+    emergency_margin_ratio: Decimal = Decimal("0.8")
+    emergency_liquidation_distance: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _check_band(self) -> Self:
+        try:
+            self.to_target()
+        except TargetError as error:
+            raise_problems([((error.field_name,), error.rule, error.value)])
+        return self
+
+    def to_target(self) -> Target:
+        return Target(
+            leverage=self.leverage,
+            min=self.min,
+            max=self.max,
+            emergency_margin_ratio=self.emergency_margin_ratio,
+            emergency_liquidation_distance=self.emergency_liquidation_distance,
+        )
+
+
+class PolicyConfig(ConfigTable):
+    """How the planner may act (DESIGN.md §3). Defaults equal the domain `Policy`'s."""
+
+    prefer: Prefer = Prefer.COLLATERAL
+    release_excess: bool = False
+    allow_increase: bool = False
+    max_order_notional: Decimal | None = None
+    cooldown_seconds: float = 300.0
+    daily_transfer_cap: Decimal | None = None
+    source_floor: Decimal = Decimal(0)
+    max_snapshot_age_seconds: float = 120.0
+    slippage_allowance: Decimal = Decimal("0.0005")
+
+    @model_validator(mode="after")
+    def _check_policy(self) -> Self:
+        try:
+            self.to_policy()
+        except TargetError as error:
+            renamed = {
+                "cooldown": "cooldown_seconds",
+                "max_snapshot_age": "max_snapshot_age_seconds",
+            }
+            key = renamed.get(error.field_name, error.field_name)
+            raise_problems([((key,), error.rule, getattr(self, key))])
+        return self
+
+    def to_policy(self) -> Policy:
+        return Policy(
+            prefer=self.prefer,
+            release_excess=self.release_excess,
+            allow_increase=self.allow_increase,
+            max_order_notional=self.max_order_notional,
+            cooldown=timedelta(seconds=self.cooldown_seconds),
+            daily_transfer_cap=self.daily_transfer_cap,
+            source_floor=self.source_floor,
+            max_snapshot_age=timedelta(seconds=self.max_snapshot_age_seconds),
+            slippage_allowance=self.slippage_allowance,
+        )
+
+
+class SimConfig(ConfigTable):
+    """The simulated exchange: a price replay and the position it opens at the start."""
+
+    # A CSV `timestamp,open,high,low,close,volume` (or freqtrade JSON), or "builtin":
+    # the crash slice shipped in the package.
+    feed: Literal["builtin"] | Path = BUILTIN_FEED
+    symbol: Symbol = "BTC/USDT:USDT"
+    side: Side = Side.LONG
+    equity: Decimal = Field(default=Decimal(10000), gt=0)
+    reserve: Decimal = Field(default=Decimal(0), ge=0)
+    # Opening leverage; in a file, defaults to the account's target leverage.
+    leverage: Decimal = Field(gt=0)
+    # In a file, defaults to the account's margin_mode.
+    margin_mode: MarginMode = MarginMode.CROSS
+    # Wall-clock seconds per replayed bar (the speed-up).
+    bar_seconds: float = Field(default=2.0, gt=0)
+    fee: Decimal = Field(default=Decimal("0.0005"), ge=0, lt=Decimal("0.1"))
+    slippage: Decimal = Field(default=Decimal("0.0005"), ge=0, lt=Decimal("0.1"))
+    # Restart the feed at its end instead of holding the last price.
+    loop: bool = False
+
+    @field_validator("feed", mode="before")
+    @classmethod
+    def _resolve_feed(cls, value: object, info: ValidationInfo) -> object:
+        if value == BUILTIN_FEED or isinstance(value, Path):
+            return value
+        if not isinstance(value, str) or not value:
+            raise ValueError(f'must be "{BUILTIN_FEED}" or the path of a price file')
+        path = Path(value).expanduser()
+        base_dir = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and isinstance(base_dir, Path):
+            path = base_dir / path
+        if not path.is_file():
+            raise ValueError(f"price file not found: {path}")
+        return path
+
+    @field_validator("symbol")
+    @classmethod
+    def _check_listed(cls, value: str) -> str:
+        listed = sorted(binance_usdm_markets())
+        if value not in listed:
+            raise ValueError(f"the simulated exchange lists only {', '.join(listed)}")
+        return value
+
+
+class AccountConfig(ConfigTable):
+    """One account the daemon watches."""
+
+    name: str
+    exchange: ExchangeId
+    # Required for real exchanges; ignored for sim.
+    environment: Environment | None = None
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    password: SecretStr | None = None
+    settle: str = "USDT"
+    margin_mode: MarginMode = MarginMode.CROSS
+    # In a file, defaults to the exchange's usual source (DEFAULT_COLLATERAL_SOURCE).
+    collateral_source: CollateralSource = "spot"
+    # Rewrites the scheme and host of every ccxt API URL (a proxy, or a loopback fake).
+    api_base_url: str | None = None
+    interval_seconds: int = Field(default=60, ge=1)
+    # Symbols to watch; empty means every open position.
+    symbols: tuple[Symbol, ...] = ()
+    target: TargetConfig
+    symbol_targets: dict[Symbol, TargetConfig] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    dry_run: bool = False
+    sim: SimConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: object) -> object:
+        """Defaults that depend on sibling keys."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        exchange = str(data.get("exchange"))
+        if "collateral_source" not in data and exchange in DEFAULT_COLLATERAL_SOURCE:
+            data["collateral_source"] = DEFAULT_COLLATERAL_SOURCE[exchange]
+        sim, target = data.get("sim"), data.get("target")
+        if isinstance(sim, dict):
+            sim = dict(sim)
+            if "margin_mode" in data:
+                sim.setdefault("margin_mode", data["margin_mode"])
+            if isinstance(target, dict) and "leverage" in target:
+                sim.setdefault("leverage", target["leverage"])
+            data["sim"] = sim
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
+            raise ValueError("use 1-32 letters, digits, '_' or '-' (it is typed in Telegram)")
+        return value
+
+    @field_validator("exchange", mode="before")
+    @classmethod
+    def _check_exchange(cls, value: object) -> object:
+        if value not in SUPPORTED_EXCHANGES:
+            raise ValueError(f"unsupported exchange; supported: {', '.join(SUPPORTED_EXCHANGES)}")
+        return value
+
+    @field_validator("settle")
+    @classmethod
+    def _check_settle(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z0-9]{2,10}", value):
+            raise ValueError("must be an upper-case currency code like USDT")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _check_api_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value, path_allowed=False)
+
+    @model_validator(mode="after")
+    def _check_exchange_rules(self) -> Self:
+        found: list[tuple[Loc, str, object]] = []
+        if self.is_simulated and self.sim is None:
+            found.append(
+                (("sim",), "an [accounts.sim] table is required for exchange sim", NO_VALUE)
+            )
+        if not self.is_simulated:
+            found.extend(self._real_exchange_problems())
+        if len(set(self.symbols)) != len(self.symbols):
+            found.append((("symbols",), "lists a symbol twice", list(self.symbols)))
+        for symbol in self.symbol_targets:
+            if self.symbols and symbol not in self.symbols:
+                found.append((("symbol_targets", symbol), "symbol is not in symbols", symbol))
+        raise_problems(found)
+        return self
+
+    def _real_exchange_problems(self) -> list[tuple[Loc, str, object]]:
+        found: list[tuple[Loc, str, object]] = []
+        offered = ENVIRONMENTS[self.exchange]
+        if self.environment is None:
+            message = f"required for exchange {self.exchange}: one of {', '.join(offered)}"
+            found.append((("environment",), message, NO_VALUE))
+        elif self.environment not in offered:
+            message = f"{self.exchange} offers {', '.join(offered)} through ccxt"
+            found.append((("environment",), message, self.environment))
+        for key in REQUIRED_CREDENTIALS[self.exchange]:
+            secret: SecretStr | None = getattr(self, key)
+            if secret is None:
+                message = f"required for exchange {self.exchange} (use ${{ENV_VAR}})"
+                found.append(((key,), message, NO_VALUE))
+            elif not secret.get_secret_value().strip():
+                found.append(((key,), "must not be empty", NO_VALUE))
+        if self.exchange in ("bybit", "okx") and self.collateral_source == "spot":
+            message = f"{self.exchange} keeps spot balances in the trading account; use funding"
+            found.append((("collateral_source",), message, self.collateral_source))
+        if self.sim is not None:
+            found.append((("sim",), "only for exchange sim", NO_VALUE))
+        return found
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.exchange == "sim"
+
+    def to_targets(self) -> Targets:
+        """The account band plus per-symbol overrides, as the planner takes them."""
+        symbols = {symbol: target.to_target() for symbol, target in self.symbol_targets.items()}
+        return Targets(account=self.target.to_target(), symbols=symbols)
+
+    def to_policy(self) -> Policy:
+        return self.policy.to_policy()

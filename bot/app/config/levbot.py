@@ -1,0 +1,113 @@
+"""The whole config file: database, log, Telegram and the accounts."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from bot.app.config.account import AccountConfig, ConfigTable, check_http_url
+from bot.app.config.problems import URL_PASSWORD, Loc, raise_problems
+
+AlertLevel = Literal["info", "action", "warning", "critical"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+DEFAULT_DATABASE_URL = "sqlite:///data/levbot.sqlite"
+DEFAULT_TELEGRAM_API = "https://api.telegram.org"
+
+
+class DatabaseConfig(ConfigTable):
+    """Any SQLAlchemy URL. A relative sqlite path resolves against the working directory."""
+
+    # Hidden from repr: a server URL may carry a password. Print `display_url` instead.
+    url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"[A-Za-z][A-Za-z0-9+]*://", value):
+            raise ValueError(f"must be a SQLAlchemy URL like {DEFAULT_DATABASE_URL}")
+        return value
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password replaced by `***`."""
+        return URL_PASSWORD.sub(r"\1***@", self.url)
+
+
+class LogConfig(ConfigTable):
+    level: LogLevel = "INFO"
+    # `json` in the file (one JSON object per line); the attribute avoids BaseModel.json.
+    json_format: bool = Field(default=False, alias="json")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class TelegramConfig(ConfigTable):
+    token: SecretStr
+    allowed_chat_ids: tuple[int, ...] = Field(min_length=1)
+    # A self-hosted Bot API server or a loopback fake is reached by changing only this.
+    api_base_url: str = DEFAULT_TELEGRAM_API
+    # Alert levels not sent; critical alerts cannot be muted.
+    mute: tuple[AlertLevel, ...] = ()
+    # UTC time of day of the daily summary; absent or false: no summary.
+    daily_summary: time | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _check_api_base_url(cls, value: str) -> str:
+        return check_http_url(value, path_allowed=True)
+
+    @field_validator("mute")
+    @classmethod
+    def _check_mute(cls, value: tuple[AlertLevel, ...]) -> tuple[AlertLevel, ...]:
+        if "critical" in value:
+            raise ValueError("critical alerts cannot be muted")
+        return value
+
+    @field_validator("daily_summary", mode="before")
+    @classmethod
+    def _summary_off(cls, value: object) -> object:
+        if value is True:
+            raise ValueError('use a UTC time of day like "08:00", or false')
+        return None if value is False else value
+
+
+class LevbotConfig(ConfigTable):
+    """The whole config file."""
+
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    snapshot_retention_days: int = Field(default=30, ge=1)
+    log: LogConfig = Field(default_factory=LogConfig)
+    telegram: TelegramConfig | None = None
+    accounts: tuple[AccountConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_unique_names(self) -> Self:
+        seen: set[str] = set()
+        found: list[tuple[Loc, str, object]] = []
+        for index, account in enumerate(self.accounts):
+            if account.name in seen:
+                found.append((("accounts", index, "name"), "duplicate account name", account.name))
+            seen.add(account.name)
+        raise_problems(found)
+        return self
+
+    def account(self, name: str) -> AccountConfig:
+        """The account called `name`; KeyError if there is none."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(name)

@@ -1,0 +1,96 @@
+"""Read-side control layer: what `levbot status|history|health` and Telegram show.
+
+Channels stay thin: they format these values; they never query tables or ccxt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from bot.app.config import LevbotConfig
+from bot.store.journal import Journal
+from bot.store.records import ActionRecord, SnapshotRecord
+
+STALE_AFTER_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    account: str
+    state: str  # active | paused | halted | dry-run
+    target: Decimal
+    band: tuple[Decimal, Decimal]
+    snapshot: SnapshotRecord | None
+    last_cycle_at: datetime | None
+    last_cycle_status: str | None
+    liquidation_distance: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    account: str
+    last_success: datetime | None
+    limit: timedelta
+    healthy: bool
+
+
+async def account_statuses(journal: Journal, config: LevbotConfig) -> list[AccountStatus]:
+    """Per account: the latest snapshot's figures, the band, the state, the last cycle."""
+    snapshots = await journal.latest_snapshots()
+    paused = await journal.paused_accounts()
+    statuses: list[AccountStatus] = []
+    for account in config.accounts:
+        overrides = await journal.target_overrides(account.name)
+        target = overrides.get(None) or account.to_targets().account
+        cycles = await journal.history(account.name, limit=1)
+        last = cycles[0] if cycles else None
+        state = "dry-run" if account.dry_run else "active"
+        if account.name in paused or "*" in paused:
+            state = "paused"
+        elif last is not None and last.status == "halted":
+            state = "halted"
+        snapshot = snapshots.get(account.name)
+        statuses.append(
+            AccountStatus(
+                account=account.name,
+                state=state,
+                target=target.leverage,
+                band=(target.min, target.max),
+                snapshot=snapshot,
+                last_cycle_at=None if last is None else (last.finished_at or last.started_at),
+                last_cycle_status=None if last is None else last.status.value,
+                liquidation_distance=_nearest_liquidation(snapshot),
+            )
+        )
+    return statuses
+
+
+def _nearest_liquidation(snapshot: SnapshotRecord | None) -> Decimal | None:
+    if snapshot is None:
+        return None
+    distances = [
+        abs(p.mark_price - p.liquidation_price) / p.mark_price
+        for p in snapshot.positions
+        if p.mark_price and p.liquidation_price is not None
+    ]
+    return min(distances) if distances else None
+
+
+async def recent_actions(
+    journal: Journal, account: str | None = None, limit: int = 20
+) -> list[ActionRecord]:
+    """The newest actions, newest first."""
+    return await journal.recent_actions(account, limit)
+
+
+async def health(journal: Journal, config: LevbotConfig, now: datetime) -> list[Health]:
+    """Healthy when the last successful cycle is newer than 3 intervals."""
+    report: list[Health] = []
+    for account in config.accounts:
+        limit = timedelta(seconds=account.interval_seconds * STALE_AFTER_INTERVALS)
+        last = await journal.last_successful_cycle(account.name)
+        healthy = last is not None and now - last <= limit
+        report.append(Health(account.name, last, limit, healthy))
+    return report

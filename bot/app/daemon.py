@@ -1,0 +1,115 @@
+"""The daemon: the composition root that wires config, journal, exchanges and scheduler.
+
+Everything shares one asyncio loop. SIGTERM/SIGINT stop scheduling, let the running
+cycle finish (bounded), flush what alerts can be flushed, close the exchanges and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib.metadata import version
+
+from bot.app.alerts import AlertChannel, LogChannel, flush_outbox
+from bot.app.bootstrap import build_exchange, build_runtime, utc_now
+from bot.app.config import LevbotConfig
+from bot.app.scheduler import CycleScheduler
+from bot.app.service import INFO, AccountService
+from bot.store.journal import Journal
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 10.0  # seconds a running cycle gets to finish at shutdown
+OUTBOX_EVERY = timedelta(seconds=2)
+RETENTION_EVERY = timedelta(hours=6)
+
+
+@dataclass(slots=True)
+class Daemon:
+    config: LevbotConfig
+    clock: Callable[[], datetime] = utc_now
+    services: list[AccountService] = field(default_factory=list)
+    journal: Journal | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    channel: AlertChannel = field(default_factory=LogChannel)
+
+    async def run(self, on_started: Callable[[Daemon], None] | None = None) -> int:
+        """Run until `stop` is set (by a signal or a caller); returns the exit code."""
+        journal = self.journal = await Journal.open(self.config.database.url)
+        run_id = await journal.start_run(os.getpid(), version("levbot"))
+        scheduler: CycleScheduler | None = None
+        reason = "stopped"
+        try:
+            for account in self.config.accounts:
+                exchange = build_exchange(account, self.config, self.clock)
+                self.services.append(
+                    AccountService(build_runtime(account, exchange), journal, self.clock)
+                )
+            names = ", ".join(s.name for s in self.services)
+            await journal.enqueue_alert(INFO, f"levbot started: {names}")
+            scheduler = CycleScheduler(self.services)
+            scheduler.every("alerts", OUTBOX_EVERY, self._flush_alerts)
+            scheduler.every("retention", RETENTION_EVERY, self._prune)
+            self._install_signal_handlers()
+            scheduler.start()
+            logger.info("levbot running: %s", names)
+            if on_started is not None:
+                on_started(self)
+            await self.stop.wait()
+        except BaseException as error:
+            reason = f"crashed: {type(error).__name__}"
+            raise
+        finally:
+            await self._shutdown(scheduler, run_id, reason)
+        return 0
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("%s received: finishing the running cycle, then stopping", sig.name)
+        self.stop.set()
+
+    async def _flush_alerts(self) -> None:
+        assert self.journal is not None
+        await flush_outbox(self.journal, self.channel, self.clock)
+
+    async def _prune(self) -> None:
+        assert self.journal is not None
+        days = self.config.snapshot_retention_days
+        removed = await self.journal.prune_snapshots(self.clock() - timedelta(days=days))
+        if removed:
+            logger.info("retention: removed %d snapshots older than %d days", removed, days)
+
+    async def _shutdown(self, scheduler: CycleScheduler | None, run_id: int, reason: str) -> None:
+        if scheduler is not None:
+            await scheduler.drain(DRAIN_TIMEOUT)
+        journal = self.journal
+        assert journal is not None
+        for service in self.services:
+            try:
+                await service.runtime.exchange.close()
+            except Exception:
+                logger.exception("closing %s failed", service.name)
+        await journal.enqueue_alert(INFO, f"levbot {reason}")
+        try:
+            await asyncio.wait_for(self._flush_alerts(), timeout=3)
+        except (TimeoutError, Exception):
+            logger.warning("some alerts stay in the outbox for the next start")
+        await journal.end_run(run_id, reason)
+        await journal.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(sig)
+        logger.info("levbot stopped")

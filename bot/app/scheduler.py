@@ -1,0 +1,91 @@
+"""APScheduler 3 wiring: one interval job per account, plus housekeeping jobs.
+
+Cycles start immediately (staggered by a small jitter between accounts), never overlap
+(`max_instances=1`), collapse missed runs into one (`coalesce`), and give up on a run
+that is later than one interval (`misfire_grace_time`). APScheduler 3's shutdown
+cancels running coroutine jobs, so `drain` pauses first and waits for running cycles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.app.service import AccountService
+
+logger = logging.getLogger(__name__)
+
+
+class CycleScheduler:
+    def __init__(
+        self,
+        services: Sequence[AccountService],
+        jitter: timedelta = timedelta(seconds=0.5),
+    ) -> None:
+        self.services = list(services)
+        self.jitter = jitter
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._running: set[asyncio.Task[object]] = set()
+
+    def _tracked(self, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+        """Wrap a job so `drain` can wait for it instead of letting shutdown cancel it."""
+
+        async def run() -> object:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                return await job()
+            finally:
+                self._running.discard(task)
+
+        return run
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        for index, service in enumerate(self.services):
+            interval = service.runtime.interval
+            self._scheduler.add_job(
+                self._tracked(service.run_cycle),
+                trigger=IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
+                id=f"cycle:{service.name}",
+                name=f"cycle {service.name}",
+                next_run_time=now + self.jitter * index,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval.total_seconds())),
+            )
+        self._scheduler.start()
+
+    def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[object]]) -> None:
+        """A housekeeping job (alert outbox, retention) that starts right away."""
+        self._scheduler.add_job(
+            self._tracked(job),
+            trigger=IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
+            id=name,
+            name=name,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval.total_seconds())),
+        )
+
+    async def drain(self, grace_seconds: float) -> bool:
+        """Stop scheduling, let running cycles finish (bounded); True when all finished."""
+        if self._scheduler.running:
+            self._scheduler.pause()
+        finished = True
+        running = set(self._running)
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=grace_seconds)
+            finished = not pending
+            if pending:
+                logger.warning("%d job(s) still running after %.0fs", len(pending), grace_seconds)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        return finished
