@@ -1,0 +1,92 @@
+"""The journal's database: an async engine from any SQLAlchemy URL, migrated at start-up.
+
+SQLite (the default) runs in WAL mode so readers (`levbot status`, Telegram) never
+block the daemon's writes; `busy_timeout` lets concurrent writers wait instead of
+failing. Other URLs pass through, with an async driver picked when none is named.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 5000
+
+# Sync or missing drivers, and the async driver used instead.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with an async driver: `sqlite:///x` -> `sqlite+aiosqlite:///x`, and so on."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed if driver is None else parsed.set(drivername=driver)
+
+
+def is_sqlite_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def build_engine(url: str | URL) -> AsyncEngine:
+    """An async engine for `url`; for a SQLite file, its directory is created."""
+    target = async_url(url)
+    if target.get_backend_name() != "sqlite":
+        return create_async_engine(target, pool_pre_ping=True)
+    options: dict[str, Any] = {}
+    if is_sqlite_memory(target):
+        # One connection, or every session would see its own empty database.
+        options["poolclass"] = StaticPool
+    elif target.database is not None and not target.query.get("uri"):
+        Path(target.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(target, **options)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    """Alembic's configuration, built in code: no alembic.ini is needed at run time."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    """Apply every migration not yet applied (a no-op on an up-to-date database)."""
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the database schema to the newest revision."""
+    async with engine.begin() as connection:
+        await connection.run_sync(upgrade_to_head)
+    logger.debug("journal schema at head on %s", engine.url.render_as_string(hide_password=True))

@@ -1,0 +1,276 @@
+"""The journal: every run, cycle, snapshot and action of the daemon, in one database.
+
+`Journal` is the only way into the store. It shares one async engine and opens a short
+session per call, so the scheduler, Telegram and the CLI can use it concurrently.
+It returns frozen records (`bot.store.records`), never table objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import delete, func, update
+from sqlalchemy.engine import URL
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.domain.models import AccountSnapshot
+from bot.store.action_log import ActionLog
+from bot.store.codec import (
+    action_record,
+    cycle_record,
+    position_row,
+    positions_to_json,
+    row_id,
+    snapshot_record,
+)
+from bot.store.controls import OwnerControls
+from bot.store.engine import build_engine, migrate
+from bot.store.outbox import AlertOutbox
+from bot.store.records import (
+    SUCCESSFUL_CYCLES,
+    ActionRecord,
+    CycleRecord,
+    CycleStatus,
+    SnapshotRecord,
+)
+from bot.store.sessions import utc_now
+from bot.store.tables import (
+    AccountSnapshotRow,
+    ActionRow,
+    CycleRow,
+    DaemonRunRow,
+    PositionSnapshotRow,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Journal(ActionLog, AlertOutbox, OwnerControls):
+    """The daemon's memory. Open with `await Journal.open(url)`; `await close()` at exit."""
+
+    _run_id: int | None = None
+
+    @classmethod
+    async def open(cls, url: str | URL, clock: Callable[[], datetime] = utc_now) -> Journal:
+        """Connect to `url`, migrate the schema to head, and return the journal.
+
+        `clock` stamps rows whose time the caller does not give (alerts, results).
+        """
+        engine = build_engine(url)
+        try:
+            await migrate(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, clock)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- runs and cycles ------------------------------------------------------------
+
+    async def start_run(self, pid: int, version: str, at: datetime | None = None) -> int:
+        """Record a daemon start. Cycles started afterwards through this journal belong to it."""
+        row = DaemonRunRow(pid=pid, version=version, started_at=self._now(at))
+        await self._insert(row)
+        self._run_id = row_id(row.id)
+        return self._run_id
+
+    async def end_run(self, run_id: int, reason: str, at: datetime | None = None) -> None:
+        """Record a clean stop. A run without one ended in a crash or kill."""
+        async with self._session() as session:
+            await session.exec(
+                update(DaemonRunRow)
+                .where(col(DaemonRunRow.id) == run_id)
+                .values(stopped_at=self._now(at), exit_reason=reason)
+            )
+            await session.commit()
+        if run_id == self._run_id:
+            self._run_id = None
+
+    async def start_cycle(self, account: str, at: datetime) -> int:
+        """Open a cycle (status `running` until `finish_cycle`). Returns its id."""
+        row = CycleRow(run_id=self._run_id, account=account, started_at=self._now(at))
+        await self._insert(row)
+        return row_id(row.id)
+
+    async def finish_cycle(
+        self,
+        cycle_id: int,
+        status: CycleStatus | str,
+        at: datetime,
+        notes: Sequence[str] = (),
+        error: str | None = None,
+    ) -> None:
+        """Close a cycle. `status` must be a `CycleStatus` value (ValueError otherwise)."""
+        values = {
+            "status": CycleStatus(status).value,
+            "finished_at": self._now(at),
+            "notes": json.dumps(list(notes)),
+            "error": error,
+        }
+        async with self._session() as session:
+            await session.exec(update(CycleRow).where(col(CycleRow.id) == cycle_id).values(values))
+            await session.commit()
+
+    async def last_successful_cycle(self, account: str | None = None) -> datetime | None:
+        """When the newest cycle that ran to the end (ok, dry run, paused) finished."""
+        query = select(func.max(col(CycleRow.finished_at))).where(
+            col(CycleRow.status).in_([s.value for s in SUCCESSFUL_CYCLES])
+        )
+        if account is not None:
+            query = query.where(col(CycleRow.account) == account)
+        async with self._session() as session:
+            return (await session.exec(query)).one()
+
+    async def history(self, account: str | None = None, limit: int = 20) -> list[CycleRecord]:
+        """The newest `limit` cycles, newest first, each with its actions."""
+        query = select(CycleRow).order_by(col(CycleRow.started_at).desc(), col(CycleRow.id).desc())
+        if account is not None:
+            query = query.where(col(CycleRow.account) == account)
+        async with self._session() as session:
+            cycles = list(await session.exec(query.limit(limit)))
+            ids = [row_id(c.id) for c in cycles]
+            rows = await session.exec(
+                select(ActionRow)
+                .where(col(ActionRow.cycle_id).in_(ids))
+                .order_by(col(ActionRow.created_at), col(ActionRow.id))
+            )
+            actions: dict[int | None, list[ActionRecord]] = {}
+            for row in rows:
+                actions.setdefault(row.cycle_id, []).append(action_record(row))
+        return [cycle_record(c, tuple(actions.get(c.id, ()))) for c in cycles]
+
+    async def cycle_actions(self, cycle_id: int) -> list[ActionRecord]:
+        """The actions journaled under one cycle, oldest first."""
+        async with self._session() as session:
+            rows = await session.exec(
+                select(ActionRow)
+                .where(col(ActionRow.cycle_id) == cycle_id)
+                .order_by(col(ActionRow.created_at), col(ActionRow.id))
+            )
+            return [action_record(row) for row in rows]
+
+    # -- snapshots -------------------------------------------------------------------
+
+    async def record_snapshot(
+        self,
+        account: str,
+        snapshot: AccountSnapshot,
+        equity: Decimal,
+        notional: Decimal,
+        leverage: Decimal | None,
+        margin_ratio: Decimal | None,
+        cycle_id: int | None = None,
+    ) -> int:
+        """Store `snapshot` with the numbers computed from it. Returns the snapshot id."""
+        source = snapshot.source
+        row = AccountSnapshotRow(
+            cycle_id=cycle_id,
+            account=account,
+            settle=snapshot.settle,
+            taken_at=self._now(snapshot.taken_at),
+            wallet=snapshot.derivatives.total,
+            wallet_free=snapshot.derivatives.free,
+            equity=equity,
+            notional=notional,
+            leverage=leverage,
+            margin_ratio=margin_ratio,
+            source_balance=None if source is None else source.total,
+            source_free=None if source is None else source.free,
+            positions_json=positions_to_json(snapshot.positions),
+        )
+        async with self._session() as session:
+            session.add(row)
+            await session.flush()
+            snapshot_id = row_id(row.id)
+            session.add_all(position_row(snapshot_id, p) for p in snapshot.positions)
+            await session.commit()
+        return snapshot_id
+
+    async def latest_snapshots(self) -> dict[str, SnapshotRecord]:
+        """The newest snapshot of every account, by account."""
+        async with self._session() as session:
+            rows = await self._latest_snapshot_rows(session)
+            return {row.account: snapshot_record(row) for row in rows}
+
+    async def snapshots_since(self, account: str, since: datetime) -> list[SnapshotRecord]:
+        """Snapshots of `account` taken at or after `since`, oldest first (for charts)."""
+        async with self._session() as session:
+            rows = await session.exec(
+                select(AccountSnapshotRow)
+                .where(
+                    col(AccountSnapshotRow.account) == account,
+                    col(AccountSnapshotRow.taken_at) >= self._now(since),
+                )
+                .order_by(col(AccountSnapshotRow.taken_at), col(AccountSnapshotRow.id))
+            )
+            return [snapshot_record(row) for row in rows]
+
+    async def prune_snapshots(self, older_than: datetime) -> int:
+        """Delete snapshots taken before `older_than`, except each account's newest.
+
+        Returns how many account snapshots went (their positions go with them).
+        """
+        cutoff = self._now(older_than)
+        async with self._session() as session:
+            keep = [row_id(row.id) for row in await self._latest_snapshot_rows(session)]
+            old = (
+                col(AccountSnapshotRow.taken_at) < cutoff,
+                col(AccountSnapshotRow.id).not_in(keep),
+            )
+            # Subqueries, not id lists: months of snapshots exceed SQLite's bound-parameter limit.
+            await session.exec(
+                delete(PositionSnapshotRow).where(
+                    col(PositionSnapshotRow.snapshot_id).in_(
+                        select(col(AccountSnapshotRow.id)).where(*old)
+                    )
+                )
+            )
+            result = await session.exec(delete(AccountSnapshotRow).where(*old))
+            await session.commit()
+        pruned = result.rowcount
+        logger.info("pruned %d snapshots taken before %s", pruned, cutoff.isoformat())
+        return pruned
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _insert(self, row: DaemonRunRow | CycleRow) -> None:
+        async with self._session() as session:
+            session.add(row)
+            await session.commit()
+
+    @staticmethod
+    async def _latest_snapshot_rows(session: AsyncSession) -> list[AccountSnapshotRow]:
+        accounts = await session.exec(select(col(AccountSnapshotRow.account)).distinct())
+        latest: list[AccountSnapshotRow] = []
+        for account in list(accounts):
+            newest = await session.exec(
+                select(AccountSnapshotRow)
+                .where(col(AccountSnapshotRow.account) == account)
+                .order_by(
+                    col(AccountSnapshotRow.taken_at).desc(), col(AccountSnapshotRow.id).desc()
+                )
+                .limit(1)
+            )
+            latest.append(newest.one())
+        return latest

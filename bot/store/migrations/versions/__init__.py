@@ -1,0 +1,1 @@
+"""Alembic revisions. A package so an installed levbot ships them."""

@@ -1,0 +1,133 @@
+"""What the journal hands back: frozen values, never table objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from bot.domain.actions import ActionKind
+from bot.domain.models import Position
+
+
+class CycleStatus(StrEnum):
+    """How a cycle ended. `running` until `finish_cycle` (or forever, after a crash)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    PAUSED = "paused"
+    HALTED = "halted"
+    DRY_RUN = "dry_run"
+
+
+# Cycles that ran to the end: the daemon was alive and the exchange answered.
+SUCCESSFUL_CYCLES = frozenset({CycleStatus.OK, CycleStatus.DRY_RUN, CycleStatus.PAUSED})
+
+
+class ActionStatus(StrEnum):
+    """Where an action stands. `pending` = intent written, result not (yet) known."""
+
+    PENDING = "pending"
+    OK = "ok"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class UnknownIntent(LookupError):
+    """No action with this client id was journaled."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One journaled action. `symbol` is the currency for a transfer.
+
+    `side` is the order side (buy/sell) for orders and the position side (long/short)
+    for margin adjustments; None for transfers.
+    """
+
+    client_id: str
+    account: str
+    cycle_id: int | None
+    kind: ActionKind
+    symbol: str
+    side: str | None
+    amount: Decimal
+    rule: str
+    scope: str
+    leverage_before: Decimal | None
+    leverage_after: Decimal | None
+    reason: str
+    status: ActionStatus
+    exchange_id: str | None
+    filled: Decimal | None
+    fill_price: Decimal | None
+    fee: Decimal | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PendingIntent:
+    """An intent without a result: the exchange call may or may not have happened."""
+
+    client_id: str
+    kind: ActionKind
+    symbol: str
+    side: str | None
+    amount: Decimal
+    created_at: datetime
+    cycle_id: int | None
+    hedged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRecord:
+    """One cycle with the actions it journaled, oldest action first."""
+
+    id: int
+    account: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: CycleStatus
+    notes: tuple[str, ...]
+    error: str | None
+    actions: tuple[ActionRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """A journaled account snapshot with the numbers computed from it."""
+
+    id: int
+    account: str
+    settle: str
+    taken_at: datetime
+    wallet: Decimal
+    wallet_free: Decimal
+    equity: Decimal
+    notional: Decimal
+    leverage: Decimal | None
+    margin_ratio: Decimal | None
+    source_balance: Decimal | None
+    source_free: Decimal | None
+    positions: tuple[Position, ...]
+    cycle_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert in the outbox."""
+
+    id: int
+    level: str
+    text: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
