@@ -53,7 +53,10 @@ async def flush_outbox(
         try:
             await channel.deliver(alert.level, alert.text)
         except Exception as error:
-            retry_at = clock() + backoff(alert.attempts + 1)
+            # A channel may say when to come back (Telegram's 429 retry_after).
+            wait = getattr(error, "retry_after", None)
+            delay = wait if isinstance(wait, timedelta) else backoff(alert.attempts + 1)
+            retry_at = clock() + delay
             await journal.mark_alert_failed(alert.id, f"{type(error).__name__}: {error}", retry_at)
             logger.info("alert %s not delivered (%s); retry at %s", alert.id, error, retry_at)
             break

@@ -5,11 +5,17 @@ Channels stay thin: they format these values; they never query tables or ccxt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot.app.config import LevbotConfig
+from bot.app.service import AccountService, CycleReport
+from bot.domain.actions import Plan
+from bot.domain.gate import TradingState
+from bot.domain.models import AccountSnapshot
+from bot.domain.targets import Target
 from bot.store.journal import Journal
 from bot.store.records import ActionRecord, SnapshotRecord
 
@@ -94,3 +100,69 @@ async def health(journal: Journal, config: LevbotConfig, now: datetime) -> list[
         healthy = last is not None and now - last <= limit
         report.append(Health(account.name, last, limit, healthy))
     return report
+
+
+class UnknownAccount(LookupError):
+    """The name matches no configured account."""
+
+
+@dataclass(slots=True)
+class Controls:
+    """What an owner can ask and do, whatever the channel (Telegram, CLI, ...)."""
+
+    config: LevbotConfig
+    journal: Journal
+    services: dict[str, AccountService]
+    clock: Callable[[], datetime]
+
+    def account_names(self) -> list[str]:
+        return [a.name for a in self.config.accounts]
+
+    def resolve(self, name: str | None) -> list[str]:
+        """`None` or 'all' -> every account; otherwise the one named (UnknownAccount)."""
+        if name is None or name == "all":
+            return self.account_names()
+        if name not in self.services:
+            raise UnknownAccount(name)
+        return [name]
+
+    async def statuses(self) -> list[AccountStatus]:
+        rows = await account_statuses(self.journal, self.config)
+        halted = {n for n, s in self.services.items() if s.state is TradingState.HALTED}
+        return [replace(r, state="halted") if r.account in halted else r for r in rows]
+
+    async def positions(self, name: str | None) -> list[tuple[str, SnapshotRecord | None]]:
+        snapshots = await self.journal.latest_snapshots()
+        return [(n, snapshots.get(n)) for n in self.resolve(name)]
+
+    async def preview(self, name: str) -> tuple[AccountSnapshot, Plan]:
+        return await self.services[self.resolve(name)[0]].preview()
+
+    async def rebalance(self, name: str) -> CycleReport:
+        return await self.services[self.resolve(name)[0]].run_cycle()
+
+    async def set_paused(self, name: str | None, paused: bool, by: str) -> list[str]:
+        names = self.resolve(name)
+        for account in names:
+            await self.journal.set_paused(account, paused, by)
+        return names
+
+    async def current_target(self, name: str, symbol: str | None) -> Target:
+        targets = await self.services[self.resolve(name)[0]].current_targets()
+        return targets.account if symbol is None else targets.for_symbol(symbol)
+
+    async def set_target(self, name: str, symbol: str | None, target: Target, by: str) -> None:
+        await self.journal.set_target_override(self.resolve(name)[0], symbol, target, by)
+
+    async def history(self, limit: int) -> list[ActionRecord]:
+        return await recent_actions(self.journal, None, limit)
+
+    async def chart_data(
+        self, name: str, since: datetime
+    ) -> tuple[list[SnapshotRecord], list[ActionRecord], Target]:
+        account = self.resolve(name)[0]
+        snapshots = await self.journal.snapshots_since(account, since)
+        actions = [
+            a for a in await recent_actions(self.journal, account, 500) if a.created_at >= since
+        ]
+        return snapshots, actions, await self.current_target(account, None)

@@ -15,13 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from bot.app.alerts import AlertChannel, LogChannel, flush_outbox
 from bot.app.bootstrap import build_exchange, build_runtime, utc_now
 from bot.app.config import LevbotConfig
+from bot.app.control import Controls, account_statuses
 from bot.app.scheduler import CycleScheduler
 from bot.app.service import INFO, AccountService
 from bot.store.journal import Journal
+
+if TYPE_CHECKING:
+    from bot.telegram.runner import TelegramRunner
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ class Daemon:
     journal: Journal | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     channel: AlertChannel = field(default_factory=LogChannel)
+    telegram: TelegramRunner | None = None
 
     async def run(self, on_started: Callable[[Daemon], None] | None = None) -> int:
         """Run until `stop` is set (by a signal or a caller); returns the exit code."""
@@ -56,6 +62,7 @@ class Daemon:
             scheduler = CycleScheduler(self.services)
             scheduler.every("alerts", OUTBOX_EVERY, self._flush_alerts)
             scheduler.every("retention", RETENTION_EVERY, self._prune)
+            self._start_telegram(journal, scheduler)
             self._install_signal_handlers()
             scheduler.start()
             logger.info("levbot running: %s", names)
@@ -68,6 +75,36 @@ class Daemon:
         finally:
             await self._shutdown(scheduler, run_id, reason)
         return 0
+
+    def _start_telegram(self, journal: Journal, scheduler: CycleScheduler) -> None:
+        """Telegram connects in the background: its trouble never delays a cycle."""
+        settings = self.config.telegram
+        if settings is None:
+            return
+        from bot.telegram.channel import TelegramChannel
+        from bot.telegram.runner import TelegramRunner
+
+        channel = TelegramChannel(settings.allowed_chat_ids, settings.mute)
+        controls = Controls(self.config, journal, {s.name: s for s in self.services}, self.clock)
+        self.channel = channel
+        self.telegram = TelegramRunner(settings, controls, channel, self.clock)
+        self.telegram.start()
+        if settings.daily_summary is not None:
+            scheduler.daily("daily-summary", settings.daily_summary, self._daily_summary)
+
+    async def _daily_summary(self) -> None:
+        assert self.journal is not None
+        rows = await account_statuses(self.journal, self.config)
+        lines = ["Daily summary:"]
+        for row in rows:
+            snap = row.snapshot
+            leverage = "n/a" if snap is None or snap.leverage is None else f"{snap.leverage:.2f}"
+            equity = "n/a" if snap is None else f"{snap.equity:.2f} {snap.settle}"
+            lines.append(
+                f"{row.account}: {row.state}, equity {equity}, leverage {leverage} "
+                f"(band {row.band[0]}–{row.band[1]})"
+            )
+        await self.journal.enqueue_alert(INFO, "\n".join(lines))
 
     def request_stop(self) -> None:
         self.stop.set()
@@ -107,6 +144,11 @@ class Daemon:
             await asyncio.wait_for(self._flush_alerts(), timeout=3)
         except (TimeoutError, Exception):
             logger.warning("some alerts stay in the outbox for the next start")
+        if self.telegram is not None:
+            try:
+                await asyncio.wait_for(self.telegram.stop(), timeout=5)
+            except (TimeoutError, Exception):
+                logger.warning("Telegram did not stop cleanly", exc_info=True)
         await journal.end_run(run_id, reason)
         await journal.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

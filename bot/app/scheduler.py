@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.service import AccountService
@@ -73,6 +74,18 @@ class CycleScheduler:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(interval.total_seconds())),
+        )
+
+    def daily(self, name: str, at: time, job: Callable[[], Awaitable[object]]) -> None:
+        """A job once a day at `at` (UTC)."""
+        self._scheduler.add_job(
+            self._tracked(job),
+            trigger=CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=UTC),
+            id=name,
+            name=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=3600,
         )
 
     async def drain(self, grace_seconds: float) -> bool:

@@ -117,7 +117,7 @@ class AccountService:
             return TradingState.PAUSED
         return TradingState.ACTIVE
 
-    async def reconcile(self) -> list[str]:
+    async def reconcile(self, current_cycle: int | None = None) -> list[str]:
         """Settle intents a previous process left pending, before anything new is planned.
 
         Orders are looked up by client id. Transfers and margin changes cannot be looked
@@ -125,6 +125,11 @@ class AccountService:
         the next plan starts from already shows whatever they did, so nothing repeats.
         """
         notes: list[str] = []
+        interrupted = await self.journal.close_interrupted_cycles(
+            self.name, self.clock(), keep=current_cycle
+        )
+        if interrupted:
+            notes.append(f"{interrupted} cycle(s) interrupted by the previous process")
         for intent in await self.journal.pending_intents(self.name):
             if intent.kind in (ActionKind.REDUCE_ORDER.value, ActionKind.INCREASE_ORDER.value):
                 order = await self.runtime.exchange.fetch_order_by_client_id(
@@ -184,7 +189,7 @@ class AccountService:
 
     async def _guarded_cycle(self, started: datetime, cycle_id: int) -> CycleReport:
         if not self._reconciled:
-            await self.reconcile()
+            await self.reconcile(cycle_id)
         exchange = self.runtime.exchange
         snapshot = await exchange.fetch_snapshot()
         if self.failures_in_row >= self.runtime.unreachable_after:

@@ -15,17 +15,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bot.backtest.policies import POLICY_NAMES
-from bot.backtest.prices import (
+from bot.backtest.report import write_outputs
+from bot.backtest.runner import PolicyResult, Scenario, ScenarioError, run_backtest
+from bot.domain.models import MarginMode, Side
+from bot.domain.targets import Target, TargetError
+from bot.exchange.sim.prices import (
     FundingRate,
     PriceFileError,
     PriceSeries,
     load_funding,
     load_prices,
 )
-from bot.backtest.report import write_outputs
-from bot.backtest.runner import PolicyResult, Scenario, ScenarioError, run_backtest
-from bot.domain.models import MarginMode, Side
-from bot.domain.targets import Target, TargetError
 
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 

@@ -16,7 +16,6 @@ from bot.backtest.policies import (
     NonePolicy,
     PeriodicPolicy,
 )
-from bot.backtest.prices import Bar, FundingRate, PriceSeries
 from bot.domain.actions import Action, ActionKind, Order
 from bot.domain.leverage import maintenance_from_tiers, round_down
 from bot.domain.models import ZERO, MarginMode, MarketRules, Side
@@ -24,6 +23,7 @@ from bot.domain.targets import Policy, Target, Targets
 from bot.exchange.port import OrderResult
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
+from bot.exchange.sim.prices import Bar, FundingRate, PriceSeries
 
 
 class ScenarioError(ValueError):

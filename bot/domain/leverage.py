@@ -185,7 +185,11 @@ def round_down(amount: Decimal, step: Decimal) -> Decimal:
     """Largest multiple of `step` not above `amount` (for amounts that must not overshoot)."""
     if step <= ZERO:
         return amount
-    return (amount // step) * step
+    # Decimal's `//` truncates toward zero; step down once more for negative remainders.
+    units = amount // step
+    if units * step > amount:
+        units -= ONE
+    return units * step
 
 
 def round_up(amount: Decimal, step: Decimal) -> Decimal:

@@ -8,7 +8,7 @@ The planner is pure: the clock and the journal's memory come in as arguments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -78,8 +78,11 @@ def plan_rebalance(
     budget = _initial_budget(snapshot, policy, activity)
     actions: list[Action] = []
     decisions: list[ScopeDecision] = []
-    for scope in _scopes(snapshot, targets):
-        scope_actions, decision = _plan_scope(scope, snapshot, policy, now, activity, budget)
+    for scope_actions, decision in _plan_cross(snapshot, targets, policy, now, activity, budget):
+        actions.extend(scope_actions)
+        decisions.append(decision)
+    for scope in _isolated_scopes(snapshot, targets):
+        scope_actions, decision, _ = _plan_scope(scope, snapshot, policy, now, activity, budget)
         actions.extend(scope_actions)
         decisions.append(decision)
     return Plan(created_at=now, actions=tuple(actions), decisions=tuple(decisions))
@@ -115,33 +118,89 @@ def _initial_budget(snapshot: AccountSnapshot, policy: Policy, activity: RecentA
     return _Budget(source=source, derivatives_free=max(ZERO, snapshot.derivatives.free))
 
 
-def _scopes(snapshot: AccountSnapshot, targets: Targets) -> list[_Scope]:
-    scopes: list[_Scope] = []
-    cross = snapshot.cross_positions()
-    if cross:
-        equity = (
-            snapshot.pooled_equity
-            if snapshot.pooled_equity is not None
-            else cross_equity(snapshot.derivatives.total, cross)
+def _plan_cross(
+    snapshot: AccountSnapshot,
+    targets: Targets,
+    policy: Policy,
+    now: datetime,
+    activity: RecentActivity,
+    budget: _Budget,
+) -> list[tuple[list[Action], ScopeDecision]]:
+    """The account scope, then each per-symbol override (it bounds that symbol's n / E).
+
+    The cross scopes share one equity, so each starts from the equity and positions the
+    scopes before it planned: a transfer or a cut is never counted twice.
+    """
+    positions = snapshot.cross_positions()
+    equity = (
+        snapshot.pooled_equity
+        if snapshot.pooled_equity is not None
+        else cross_equity(snapshot.derivatives.total, positions)
+    )
+    overrides = sorted({p.symbol for p in positions if p.symbol in targets.symbols})
+    bands: list[tuple[str, Target, str | None]] = [(snapshot.account, targets.account, None)]
+    bands += [(f"{snapshot.account}/{s}", targets.symbols[s], s) for s in overrides]
+    planned: list[tuple[list[Action], ScopeDecision]] = []
+    for name, target, symbol in bands:
+        legs = tuple(p for p in positions if symbol is None or p.symbol == symbol)
+        if not legs:
+            continue  # the scopes before closed this symbol outright
+        scope = _Scope(name, legs, equity, target, None)
+        actions, decision, work = _plan_scope(scope, snapshot, policy, now, activity, budget)
+        planned.append((actions, decision))
+        positions, equity = _after_orders(positions, actions), work.equity
+    if positions:
+        # Isolated margin drawn from the derivatives wallet lowers the cross equity: only
+        # what the cross scopes hold above their targets may go.
+        surplus = min(
+            equity
+            - sum((notional(p) for p in positions if symbol in (None, p.symbol)), ZERO)
+            / target.leverage
+            for _, target, symbol in bands
         )
-        scopes.append(_Scope(snapshot.account, cross, equity, targets.account, None))
-        # A per-symbol override on a cross account bounds that symbol's n_sym / E.
-        for symbol in sorted({p.symbol for p in cross if p.symbol in targets.symbols}):
-            legs = tuple(p for p in cross if p.symbol == symbol)
-            scopes.append(
-                _Scope(f"{snapshot.account}/{symbol}", legs, equity, targets.symbols[symbol], None)
-            )
-    for position in sorted(snapshot.isolated_positions(), key=lambda p: p.key):
-        scopes.append(
-            _Scope(
-                f"{snapshot.account}/{position.key}",
-                (position,),
-                isolated_equity(position),
-                targets.for_symbol(position.symbol),
-                position,
-            )
+        budget.derivatives_free = min(budget.derivatives_free, max(ZERO, surplus))
+    return planned
+
+
+def _after_orders(positions: tuple[Position, ...], actions: list[Action]) -> tuple[Position, ...]:
+    """The positions as the planned actions leave them.
+
+    Any action moves the liquidation prices, so they are dropped; the exchange's
+    maintenance figure is scaled with the size (tiers only make that an overestimate).
+    """
+    if not actions:
+        return positions
+    change: dict[tuple[str, str], Decimal] = {}
+    for action in actions:
+        if isinstance(action, Order):
+            signed = -action.amount if action.reduce_only else action.amount
+            key = (action.symbol, action.position_side.value)
+            change[key] = change.get(key, ZERO) + signed
+    after: list[Position] = []
+    for p in positions:
+        contracts = p.contracts + change.get((p.symbol, p.side.value), ZERO)
+        if contracts <= ZERO:
+            continue
+        maintenance = p.maintenance_margin
+        if maintenance is not None:
+            maintenance = maintenance * contracts / p.contracts
+        after.append(
+            replace(p, contracts=contracts, maintenance_margin=maintenance, liquidation_price=None)
         )
-    return scopes
+    return tuple(after)
+
+
+def _isolated_scopes(snapshot: AccountSnapshot, targets: Targets) -> list[_Scope]:
+    return [
+        _Scope(
+            f"{snapshot.account}/{position.key}",
+            (position,),
+            isolated_equity(position),
+            targets.for_symbol(position.symbol),
+            position,
+        )
+        for position in sorted(snapshot.isolated_positions(), key=lambda p: p.key)
+    ]
 
 
 def _plan_scope(
@@ -151,7 +210,7 @@ def _plan_scope(
     now: datetime,
     activity: RecentActivity,
     budget: _Budget,
-) -> tuple[list[Action], ScopeDecision]:
+) -> tuple[list[Action], ScopeDecision, _Work]:
     target = scope.target
     metrics = scope_metrics(scope.equity, scope.positions, snapshot.markets)
     work = _Work(scope.equity, metrics.notional, [], [])
@@ -185,7 +244,7 @@ def _plan_scope(
         expected_leverage=_leverage(work.gross, work.equity),
         notes=tuple(work.notes),
     )
-    return work.actions, decision
+    return work.actions, decision, work
 
 
 def _emergency_reason(
@@ -234,6 +293,9 @@ def _delever(
     work: _Work,
     rule: Rule,
 ) -> None:
+    if rule is Rule.EMERGENCY and not _above_target(work, scope.target):
+        work.notes.append("emergency, but the scope is already at or below its target")
+        return
     steps = ("collateral", "orders")
     if policy.prefer is Prefer.ORDERS:
         steps = ("orders", "collateral")
@@ -347,6 +409,14 @@ def _reduce_exposure(
     rule: Rule,
 ) -> None:
     emergency = rule is Rule.EMERGENCY
+    if scope.isolated is not None and not snapshot.can_adjust_margin and not emergency:
+        # The reduce releases margin pro rata; without re-pledging it the leverage stays
+        # where it is, and every cycle would cut the position again.
+        work.notes.append(
+            "orders: reducing an isolated position that cannot take its margin back "
+            "leaves its leverage unchanged"
+        )
+        return
     if not emergency and _in_cooldown(scope, policy, now, activity, work):
         return
     target = scope.target.leverage
@@ -369,7 +439,9 @@ def _reduce_exposure(
         price = position.mark_price
         assert price is not None
         reduced = amount * position.contract_size * price
-        fee_paid = reduced * (rules.taker_fee + policy.slippage_allowance)
+        # The fee is charged on the fill price, which slippage moves against us.
+        slippage = policy.slippage_allowance
+        fee_paid = reduced * (rules.taker_fee * (1 + slippage) + slippage)
         work.gross -= reduced
         work.equity -= fee_paid
         work.actions.append(
@@ -453,7 +525,10 @@ def _order_amount(
                 "the rest follows after the cooldown"
             )
             amount = chunk
-    minimum = max(rules.min_amount, round_up(rules.min_cost / unit, step), step)
+    # Minimum cost is checked on the fill, and a market order fills up to the slippage
+    # allowance below the mark: size the minimum for that price, not the mark.
+    worst_unit = unit * (1 - policy.slippage_allowance)
+    minimum = max(rules.min_amount, round_up(rules.min_cost / worst_unit, step), step)
     if amount >= minimum:
         return amount
     if emergency and reduce:
@@ -515,6 +590,8 @@ def _release_collateral(
     if not snapshot.can_adjust_margin:
         work.notes.append("release: the exchange cannot reduce isolated margin")
         return
+    # Unrealized profit is not margin: the exchange only lets the margin itself go.
+    surplus = min(surplus, round_down(position.isolated_margin, step))
     if surplus < step:
         return
     work.equity -= surplus

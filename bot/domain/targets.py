@@ -96,6 +96,17 @@ class Policy:
     slippage_allowance: Decimal = Decimal("0.0005")
 
     def __post_init__(self) -> None:
+        # NaN would raise InvalidOperation in the comparisons below, and an infinite
+        # chunk size breaks the planner's rounding: refuse both by name first.
+        for name in (
+            "max_order_notional",
+            "daily_transfer_cap",
+            "source_floor",
+            "slippage_allowance",
+        ):
+            value = getattr(self, name)
+            if value is not None and not value.is_finite():
+                raise TargetError(name, value, "must be a finite number")
         if self.max_order_notional is not None and self.max_order_notional <= ZERO:
             raise TargetError("max_order_notional", self.max_order_notional, "must be positive")
         if self.daily_transfer_cap is not None and self.daily_transfer_cap < ZERO:

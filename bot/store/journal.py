@@ -132,6 +132,31 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
             await session.exec(update(CycleRow).where(col(CycleRow.id) == cycle_id).values(values))
             await session.commit()
 
+    async def close_interrupted_cycles(
+        self, account: str, at: datetime, keep: int | None = None
+    ) -> int:
+        """Mark cycles a dead process left `running` as failed (all but `keep`).
+
+        Only the daemon calls this, on its first cycle, while it holds the account.
+        Returns how many were closed.
+        """
+        values = {
+            "status": CycleStatus.FAILED.value,
+            "finished_at": self._now(at),
+            "error": "interrupted: the process stopped during the cycle",
+        }
+        query = (
+            update(CycleRow)
+            .where(col(CycleRow.account) == account)
+            .where(col(CycleRow.status) == CycleStatus.RUNNING.value)
+            .where(col(CycleRow.id) != (keep if keep is not None else -1))
+            .values(values)
+        )
+        async with self._session() as session:
+            result = await session.exec(query)
+            await session.commit()
+            return int(result.rowcount or 0)
+
     async def last_successful_cycle(self, account: str | None = None) -> datetime | None:
         """When the newest cycle that ran to the end (ok, dry run, paused) finished."""
         query = select(func.max(col(CycleRow.finished_at))).where(

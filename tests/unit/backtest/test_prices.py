@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.backtest.prices import PriceFileError, load_funding, load_prices
+from bot.exchange.sim.prices import PriceFileError, load_funding, load_prices
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "prices"
 HEADER = "timestamp,open,high,low,close,volume\n"

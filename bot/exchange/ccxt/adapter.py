@@ -1,0 +1,351 @@
+"""The Exchange port on Binance USDⓈ-M, Bybit and OKX, through ccxt's async API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES
+
+from bot.domain.models import (
+    ZERO,
+    AccountSnapshot,
+    MaintenanceTier,
+    MarginMode,
+    MarketRules,
+    OrderSide,
+    Position,
+    Side,
+    WalletBalance,
+)
+from bot.exchange.ccxt import payloads
+from bot.exchange.ccxt.errors import (
+    RateLimited,
+    RetryPolicy,
+    SecretFilter,
+    retrying,
+    translated,
+)
+from bot.exchange.ccxt.profiles import Ccxt, ExchangeProfile, profile_for
+from bot.exchange.ccxt.settings import CcxtSettings
+from bot.exchange.port import (
+    CapabilityMissing,
+    ExchangeError,
+    InvalidOrder,
+    MarginResult,
+    OperationalError,
+    OrderRequest,
+    OrderResult,
+    TransferResult,
+    UnknownSymbol,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Markets (precision, minimums) and maintenance tiers change rarely: reload once a day.
+MARKETS_MAX_AGE = timedelta(days=1)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CcxtExchange:
+    """One account on a real venue.
+
+    Reads retry on any `TemporaryError`; writes retry only on `RateLimited` (refused
+    before anything happened), since a timed-out write may have gone through. Pass
+    `exchange` (and `source_exchange`) to use pre-built ccxt instances, e.g. in tests.
+    """
+
+    def __init__(
+        self,
+        settings: CcxtSettings,
+        profile: ExchangeProfile | None = None,
+        *,
+        exchange: Ccxt | None = None,
+        source_exchange: Ccxt | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.name = settings.account
+        self.settings = settings
+        self.profile = profile if profile is not None else profile_for(settings.exchange_id)
+        self.profile.check(settings)
+        self._secrets = settings.secrets
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._clock = clock
+        self._exchange = exchange if exchange is not None else self.profile.build(settings)
+        self._source = (
+            source_exchange if source_exchange is not None else self.profile.build_source(settings)
+        )
+        self._log_filter = SecretFilter(self._secrets)
+        self._exchange.logger.addFilter(self._log_filter)
+        self._markets_at: datetime | None = None
+        self._pooling: bool | None = None
+        self._tiers: dict[str, tuple[MaintenanceTier, ...]] = {}
+        self._reload_tiers = False
+        # Margin mode of each leg at the last snapshot (OKX orders must name it).
+        self._margin_modes: dict[tuple[str, Side], MarginMode] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- the Exchange port ----------------------------------------------------------
+
+    async def fetch_snapshot(self) -> AccountSnapshot:
+        return await retrying(self._snapshot, self._retry, what=f"{self.name}: snapshot")
+
+    async def transfer(
+        self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str
+    ) -> TransferResult:
+        if amount <= ZERO:
+            raise InvalidOrder(f"transfer amount must be positive, got {amount}")
+        await self._ensure_markets()
+        source = self.profile.source_accounts[self.settings.collateral_source]
+        target = self.profile.derivatives_account
+        origin, destination = (source, target) if into_derivatives else (target, source)
+        params = self.profile.transfer_params(client_id)
+        result = await self._write(
+            lambda: self._exchange.transfer(currency, float(amount), origin, destination, params),
+            f"transfer {amount} {currency} {origin}->{destination}",
+        )
+        return TransferResult(
+            transfer_id=str(result.get("id") or client_id),
+            currency=currency,
+            amount=payloads.decimal_or_none(result.get("amount")) or amount,
+            into_derivatives=into_derivatives,
+        )
+
+    async def adjust_margin(
+        self, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool = False
+    ) -> MarginResult:
+        if not self.profile.can_adjust_margin:
+            raise CapabilityMissing(
+                f"{self.profile.exchange_id}: ccxt cannot add or remove isolated margin here"
+            )
+        if amount <= ZERO:
+            raise InvalidOrder(f"margin amount must be positive, got {amount}")
+        await self._ensure_markets()
+        params = self.profile.margin_params(side, hedged or self.settings.hedged)
+        method = self._exchange.add_margin if add else self._exchange.reduce_margin
+        result = await self._write(
+            lambda: method(symbol, float(amount), params),
+            f"{'add' if add else 'reduce'} margin {amount} on {symbol} {side.value}",
+        )
+        # Binance rounds the amount to the market's amount step: report what it took.
+        taken = payloads.decimal_or_none(result.get("amount"))
+        return MarginResult(symbol, side, taken if taken is not None else amount, add)
+
+    async def create_order(self, request: OrderRequest) -> OrderResult:
+        leg = request.position_side
+        expected = leg.closing_order_side if request.reduce_only else leg.opening_order_side
+        if request.side is not expected:
+            verb = "reduce" if request.reduce_only else "add to"
+            raise InvalidOrder(f"a {request.side.value} order cannot {verb} a {leg.value} leg")
+        if request.amount <= ZERO:
+            raise InvalidOrder(f"order amount must be positive, got {request.amount}")
+        await self._ensure_markets()
+        mode = self._margin_modes.get((request.symbol, leg), self.settings.margin_mode)
+        params = self.profile.order_params(request, request.hedged or self.settings.hedged, mode)
+        order = await self._write(
+            lambda: self._exchange.create_order(
+                request.symbol, "market", request.side.value, float(request.amount), None, params
+            ),
+            f"{request.side.value} {request.amount} {request.symbol} ({request.client_order_id})",
+        )
+        return payloads.order_result(
+            order,
+            symbol=request.symbol,
+            client_order_id=request.client_order_id,
+            side=request.side,
+            amount=request.amount,
+        )
+
+    async def fetch_order_by_client_id(
+        self, symbol: str, client_order_id: str
+    ) -> OrderResult | None:
+        await self._ensure_markets()
+
+        async def find() -> Mapping[str, Any] | None:
+            with translated(self._secrets):
+                return await self.profile.find_order(self._exchange, symbol, client_order_id)
+
+        order = await retrying(find, self._retry, what=f"{self.name}: find {client_order_id}")
+        if order is None:
+            return None
+        side = order.get("side")
+        if side not in ("buy", "sell"):
+            raise OperationalError(f"order {client_order_id} came back without a side")
+        return payloads.order_result(
+            order,
+            symbol=symbol,
+            client_order_id=client_order_id,
+            side=OrderSide(side),
+            amount=ZERO,
+        )
+
+    async def close(self) -> None:
+        self._exchange.logger.removeFilter(self._log_filter)
+        for exchange in (self._exchange, self._source):
+            if exchange is not None:
+                await exchange.close()
+
+    # -- the snapshot ---------------------------------------------------------------
+
+    async def _snapshot(self) -> AccountSnapshot:
+        await self._ensure_markets()
+        settle = self.settings.settle
+        with translated(self._secrets):
+            balance, raw_positions, source_balance = await _gather(
+                self._exchange.fetch_balance(self.profile.derivatives_balance_params()),
+                self._exchange.fetch_positions(None, self.profile.positions_params(settle)),
+                self._fetch_source_balance(),
+            )
+        taken_at = self._clock()
+        positions = self._positions(raw_positions)
+        self._margin_modes = {(p.symbol, p.side): p.margin_mode for p in positions}
+        source = source_balance.get(settle) or {}
+        return AccountSnapshot(
+            account=self.name,
+            settle=settle,
+            taken_at=taken_at,
+            derivatives=self.profile.derivatives_wallet(balance, settle),
+            source=WalletBalance(
+                payloads.decimal_or_zero(source.get("total")),
+                payloads.decimal_or_zero(source.get("free")),
+            ),
+            positions=positions,
+            markets=await self._market_rules({p.symbol for p in positions}),
+            pooled_equity=self.profile.pooled_equity(balance, settle, self._pooling),
+            min_transfer=self.profile.min_transfer,
+            transfer_places=self._transfer_places(),
+            can_adjust_margin=self.profile.can_adjust_margin,
+        )
+
+    async def _fetch_source_balance(self) -> Mapping[str, Any]:
+        exchange = self._source if self._source is not None else self._exchange
+        params = self.profile.source_balance_params(self.settings.collateral_source)
+        balance: Mapping[str, Any] = await exchange.fetch_balance(params)
+        return balance
+
+    def _positions(self, raw_positions: Iterable[Mapping[str, Any]]) -> tuple[Position, ...]:
+        watched = set(self.settings.symbols)
+        markets: Mapping[str, Any] = self._exchange.markets or {}
+        positions: list[Position] = []
+        for raw in raw_positions:
+            symbol = raw.get("symbol")
+            market = markets.get(symbol) if isinstance(symbol, str) else None
+            if market is None:
+                logger.warning("%s: skipping a position on unlisted market %s", self.name, symbol)
+                continue
+            if market.get("settle") != self.settings.settle or (watched and symbol not in watched):
+                continue
+            position = payloads.position(
+                raw,
+                contract_size=payloads.decimal_or_none(market.get("contractSize")) or Decimal(1),
+                margin_mode=self.profile.margin_mode(raw, self.settings.margin_mode),
+                isolated_margin=self.profile.isolated_margin(raw),
+                maintenance_margin=self.profile.maintenance_margin(raw),
+                hedged=bool(raw.get("hedged")) or self.settings.hedged,
+            )
+            if position is not None:
+                positions.append(position)
+        return tuple(positions)
+
+    async def _market_rules(self, symbols: set[str]) -> dict[str, MarketRules]:
+        wanted = sorted(symbols | set(self.settings.symbols))
+        markets: Mapping[str, Any] = self._exchange.markets or {}
+        unlisted = [symbol for symbol in wanted if symbol not in markets]
+        if unlisted:
+            raise UnknownSymbol(f"{self.profile.exchange_id} does not list {', '.join(unlisted)}")
+        await self._load_tiers(wanted)
+        mode = self._exchange.precisionMode
+        return {
+            symbol: payloads.market_rules(markets[symbol], self._tiers.get(symbol, ()), mode)
+            for symbol in wanted
+        }
+
+    async def _load_tiers(self, symbols: list[str]) -> None:
+        missing = [symbol for symbol in symbols if symbol not in self._tiers]
+        if not missing:
+            return
+        try:
+            with translated(self._secrets):
+                tiers = await self.profile.fetch_tiers(self._exchange, missing, self._reload_tiers)
+        except ExchangeError as error:
+            # Tiers are a fallback (every venue here reports each position's maintenance
+            # margin): go on without them and ask again next time.
+            logger.warning("%s: no maintenance tiers for %s: %s", self.name, missing, error)
+            return
+        self._reload_tiers = False
+        self._tiers.update({symbol: () for symbol in missing})
+        self._tiers.update(tiers)
+
+    async def _ensure_markets(self) -> None:
+        """Load markets once, then again when a day old (keeping the old ones on failure)."""
+        now = self._clock()
+        if self._markets_at is not None and now - self._markets_at < MARKETS_MAX_AGE:
+            return
+        reload = self._markets_at is not None
+        try:
+            with translated(self._secrets):
+                await self._exchange.load_markets(reload)
+                self._pooling = await self.profile.fetch_collateral_pooling(self._exchange)
+        except ExchangeError as error:
+            if not reload:
+                raise
+            logger.warning("%s: market refresh failed, keeping yesterday's: %s", self.name, error)
+            return
+        self._markets_at = now
+        if reload:
+            self._tiers.clear()
+            self._reload_tiers = True
+
+    def _transfer_places(self) -> int:
+        """The profile's places, fewer when ccxt would round the settle currency coarser."""
+        currencies: Mapping[str, Any] = self._exchange.currencies or {}
+        precision = payloads.decimal_or_none(
+            (currencies.get(self.settings.settle) or {}).get("precision")
+        )
+        if precision is None or precision <= ZERO:
+            return self.profile.transfer_places
+        if self._exchange.precisionMode == DECIMAL_PLACES:
+            places = int(precision)
+        else:
+            exponent = precision.normalize().as_tuple().exponent
+            if not isinstance(exponent, int):
+                return self.profile.transfer_places
+            places = max(0, -exponent)
+        return min(self.profile.transfer_places, places)
+
+    async def _write(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        async def attempt() -> T:
+            with translated(self._secrets):
+                return await call()
+
+        return await retrying(attempt, self._retry, (RateLimited,), what=f"{self.name}: {what}")
+
+
+async def _gather(*calls: Awaitable[Any]) -> list[Any]:
+    """Await concurrently; every call finishes before the first error is raised."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return list(results)

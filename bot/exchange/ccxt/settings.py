@@ -1,0 +1,47 @@
+"""How to reach one account on a real venue through ccxt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from bot.domain.models import MarginMode
+
+ExchangeId = Literal["binanceusdm", "bybit", "okx"]
+Environment = Literal["live", "testnet", "demo"]
+CollateralSource = Literal["spot", "funding"]
+
+
+@dataclass(frozen=True, slots=True)
+class CcxtSettings:
+    """One account: venue, environment, keys and what to watch.
+
+    Keys never appear in `repr` (and so never in a log line or a traceback's locals).
+    `api_base_url` replaces the scheme and host of every ccxt API URL: a proxy, or a
+    loopback fake in tests. `symbols` empty means every open position in `settle`.
+    """
+
+    account: str
+    exchange_id: ExchangeId
+    environment: Environment
+    api_key: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    settle: str = "USDT"
+    margin_mode: MarginMode = MarginMode.CROSS
+    collateral_source: CollateralSource = "spot"
+    api_base_url: str | None = None
+    hedged: bool = False
+    symbols: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.api_base_url is not None:
+            parts = urlsplit(self.api_base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"api_base_url must be an http(s) URL, got {self.api_base_url!r}")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The credential values, for scrubbing them out of messages."""
+        return tuple(value for value in (self.api_key, self.secret, self.password) if value)
