@@ -1,19 +1,28 @@
 """`make bench`: speed and memory figures for the README.
 
 1. Backtest: 30 days of 1m bars (~43k) through all four policies (target: < 60 s).
+2. Daemon: one process, 1,000 simulated accounts x 3 positions, every account's full
+   cycle (snapshot, plan, journal to SQLite, execute, verify) - wall and CPU per round.
 """
 
 from __future__ import annotations
 
+import asyncio
 import resource
+import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from bot.app.service import AccountRuntime, AccountService
 from bot.backtest.runner import Scenario, run_backtest
 from bot.domain.models import Side
-from bot.domain.targets import Target
+from bot.domain.targets import Policy, Target, Targets
+from bot.exchange.sim.exchange import SimulatedExchange
+from bot.exchange.sim.markets import binance_usdm_markets
 from bot.exchange.sim.prices import load_prices
+from bot.store.journal import Journal
 
 DATA = Path(__file__).parent / "data"
 
@@ -34,8 +43,55 @@ def bench_backtest() -> None:
     )
 
 
+def bench_accounts(count: int = 1000, rounds: int = 3) -> None:
+    asyncio.run(_bench_accounts(count, rounds))
+
+
+async def _bench_accounts(count: int, rounds: int) -> None:
+    now = datetime.now(UTC)
+    markets = binance_usdm_markets()
+    btc, eth = "BTC/USDT:USDT", "ETH/USDT:USDT"
+    with tempfile.TemporaryDirectory() as folder:
+        journal = await Journal.open(f"sqlite:///{folder}/bench.sqlite")
+        services = []
+        exchanges = []
+        for index in range(count):
+            exchange = SimulatedExchange(
+                markets=markets, clock=lambda: now, derivatives=Decimal(10000),
+                source=Decimal(5000), account=f"acct{index}", hedge_mode=True,
+            )  # fmt: skip
+            exchange.set_mark(btc, Decimal(50000))
+            exchange.set_mark(eth, Decimal(3000))
+            exchange.open_position(btc, Side.LONG, Decimal("0.4"))
+            exchange.open_position(btc, Side.SHORT, Decimal("0.1"))
+            exchange.open_position(eth, Side.LONG, Decimal("4"))
+            runtime = AccountRuntime(
+                name=exchange.name, exchange=exchange,
+                targets=Targets(Target(Decimal(3), Decimal("2.5"), Decimal("3.5"))),
+                policy=Policy(), interval=timedelta(seconds=60),
+            )  # fmt: skip
+            services.append(AccountService(runtime, journal, lambda: now))
+            exchanges.append(exchange)
+        for round_index in range(rounds):
+            # Round 0 rebalances every account (opened at ~3.9x); later rounds are steady.
+            if round_index == 2:
+                for exchange in exchanges:
+                    exchange.set_mark(btc, Decimal(40000))
+            started, cpu = time.perf_counter(), time.process_time()
+            reports = await asyncio.gather(*(s.run_cycle() for s in services))
+            wall = time.perf_counter() - started
+            acted = sum(1 for r in reports if r.outcomes)
+            label = ["first (all rebalance)", "steady (in band)", "price move"][round_index]
+            print(
+                f"daemon: {count} accounts x 3 positions, {label} round: wall {wall:.1f} s, "
+                f"cpu {time.process_time() - cpu:.1f} s, {acted} accounts acted"
+            )
+        await journal.close()
+
+
 def main() -> None:
     bench_backtest()
+    bench_accounts()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
 
