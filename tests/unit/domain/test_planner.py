@@ -341,6 +341,17 @@ def test_plan_when_isolated_reduce_then_released_margin_is_repledged() -> None:
     assert abs(leverage_after(result) - D(3)) < D("0.01")
 
 
+def test_plan_when_isolated_short_reduced_then_repledge_fits_what_is_released() -> None:
+    # Buying back 0.401 BTC at 50000 * 1.0005 releases 40.1% of E_p (4010) minus the
+    # slippage (10.025) and the fee charged on the slipped fill (10.0300125): 3989.9449875.
+    position = pos("1", side=Side.SHORT, isolated_margin="10000")
+    result = plan(snap("0", [position]), Policy())
+    order, repledge = result.actions
+    assert order.amount == D("0.401")
+    assert repledge.amount == D("3989.94")
+    assert repledge.amount <= D("3989.9449875")
+
+
 # -- limits: minimums, precision, position size ------------------------------------------
 
 
@@ -371,6 +382,20 @@ def test_plan_when_emergency_order_below_minimum_then_rounded_up_to_minimum() ->
     assert order.amount == D("0.002")  # min_cost 100 / 50000
     assert order.reason.rule is Rule.EMERGENCY
     assert result.emergency
+
+
+@pytest.mark.parametrize(("slippage", "minimum"), [("0", "0.005"), ("0.0005", "0.006")])
+def test_plan_when_minimum_cost_then_sized_for_the_slipped_fill_not_the_mark(
+    slippage: str, minimum: str
+) -> None:
+    # 100 USDT at 20000 is exactly 0.005 BTC at the mark, but a sell filled 0.05% lower
+    # would be 99.95: the minimum that survives the fill is the next step up.
+    targets = Targets(Target(D(3), D("2.5"), D("3.5"), emergency_margin_ratio=D("0.01")))
+    result = plan(
+        snap("30", [pos("0.01", "20000")]), Policy(slippage_allowance=D(slippage)), targets
+    )
+    [order] = orders(result)
+    assert order.amount == D(minimum)
 
 
 def test_plan_when_emergency_and_position_below_minimum_then_closed_outright() -> None:

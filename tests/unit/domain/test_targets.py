@@ -83,12 +83,11 @@ def test_target_when_liquidation_distance_outside_open_unit_interval_then_error(
 
 
 def test_validate_target_when_prefix_given_then_field_name_is_prefixed() -> None:
-    target = Target(D(3), D(2), D(4))
-    broken = Target.__new__(Target)
-    for name in ("leverage", "min", "max", "emergency_margin_ratio"):
-        object.__setattr__(broken, name, getattr(target, name))
-    object.__setattr__(broken, "emergency_liquidation_distance", None)
-    object.__setattr__(broken, "max", D(2))
+    # A Target cannot be built broken, so skip __post_init__ to hand one to the validator.
+    broken = object.__new__(Target)
+    fields = {"leverage": D(3), "min": D(2), "max": D(2), "emergency_margin_ratio": D("0.8")}
+    for name, value in {**fields, "emergency_liquidation_distance": None}.items():
+        object.__setattr__(broken, name, value)
     with pytest.raises(TargetError) as caught:
         validate_target(broken, prefix="targets.BTC/USDT:USDT.")
     assert caught.value.field_name == "targets.BTC/USDT:USDT.max"
