@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 
 from bot.app.bootstrap import build_exchange, build_runtime, utc_now
@@ -59,12 +60,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-def _configure_logging(level: str, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(JsonFormatter())
+def _configure_logging(level: str, as_json: bool, live: bool = False) -> None:
+    handler: logging.Handler
+    if live:
+        # Log lines print above the live table instead of tearing through it.
+        handler = RichHandler(console=out, show_path=False, markup=False)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler = logging.StreamHandler(sys.stderr)
+        if as_json:
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -79,8 +87,8 @@ def run(
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT (a live status table on a terminal)."""
     settings = _load(config)
-    _configure_logging(settings.log.level, log_json or settings.log.json_format)
-    live = sys.stdout.isatty() and not log_json
+    live = sys.stdout.isatty() and not (log_json or settings.log.json_format)
+    _configure_logging(settings.log.level, log_json or settings.log.json_format, live)
     daemon = Daemon(settings)
     code = asyncio.run(_run_daemon(daemon, live))
     raise typer.Exit(code)
