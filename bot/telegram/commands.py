@@ -143,7 +143,9 @@ class ChatCommands:
             lines = [f"<b>{esc(account)}</b> cycle: {esc(report.status)}"]
             lines += [f"✅ {esc(line)}" for line in done]
             lines += [f"❌ {esc(line)}" for line in failed]
-            if not done and not failed:
+            held = [n for n in report.notes if n.startswith("held back")]
+            lines += [f"⏸ {esc(line)}" for line in held]
+            if not done and not failed and not held:
                 lines.append(esc(report.error or "nothing to do: leverage is in its band"))
             return "\n".join(lines)
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import ccxt.async_support as ccxt
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES
 
 from bot.domain.models import (
@@ -28,6 +29,7 @@ from bot.exchange.ccxt.errors import (
     RateLimited,
     RetryPolicy,
     SecretFilter,
+    redact,
     retrying,
     translated,
 )
@@ -62,7 +64,9 @@ class CcxtExchange:
 
     Reads retry on any `TemporaryError`; writes retry only on `RateLimited` (refused
     before anything happened), since a timed-out write may have gone through. Pass
-    `exchange` (and `source_exchange`) to use pre-built ccxt instances, e.g. in tests.
+    `exchange` (and `source_exchange`) to use pre-built ccxt instances, e.g. in tests;
+    a venue whose profile needs a source instance (Binance) gets one from `settings`
+    unless it is given.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class CcxtExchange:
         self._reload_tiers = False
         # Margin mode of each leg at the last snapshot (OKX orders must name it).
         self._margin_modes: dict[tuple[str, Side], MarginMode] = {}
+        self._source_missing_logged = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -142,14 +147,13 @@ class CcxtExchange:
         if amount <= ZERO:
             raise InvalidOrder(f"margin amount must be positive, got {amount}")
         await self._ensure_markets()
-        params = self.profile.margin_params(side, hedged or self.settings.hedged)
-        method = self._exchange.add_margin if add else self._exchange.reduce_margin
-        result = await self._write(
-            lambda: method(symbol, float(amount), params),
+        taken = await self._write(
+            lambda: self.profile.modify_margin(
+                self._exchange, symbol, side, amount, add, hedged or self.settings.hedged
+            ),
             f"{'add' if add else 'reduce'} margin {amount} on {symbol} {side.value}",
         )
         # Binance rounds the amount to the market's amount step: report what it took.
-        taken = payloads.decimal_or_none(result.get("amount"))
         return MarginResult(symbol, side, taken if taken is not None else amount, add)
 
     async def create_order(self, request: OrderRequest) -> OrderResult:
@@ -202,9 +206,10 @@ class CcxtExchange:
 
     async def close(self) -> None:
         self._exchange.logger.removeFilter(self._log_filter)
-        for exchange in (self._exchange, self._source):
-            if exchange is not None:
-                await exchange.close()
+        # Each close waits ccxt's timeout_on_exit (250 ms) for TLS transports: together.
+        await asyncio.gather(
+            *(ex.close() for ex in (self._exchange, self._source) if ex is not None)
+        )
 
     # -- the snapshot ---------------------------------------------------------------
 
@@ -220,16 +225,12 @@ class CcxtExchange:
         taken_at = self._clock()
         positions = self._positions(raw_positions)
         self._margin_modes = {(p.symbol, p.side): p.margin_mode for p in positions}
-        source = source_balance.get(settle) or {}
         return AccountSnapshot(
             account=self.name,
             settle=settle,
             taken_at=taken_at,
             derivatives=self.profile.derivatives_wallet(balance, settle),
-            source=WalletBalance(
-                payloads.decimal_or_zero(source.get("total")),
-                payloads.decimal_or_zero(source.get("free")),
-            ),
+            source=_wallet(source_balance, settle),
             positions=positions,
             markets=await self._market_rules({p.symbol for p in positions}),
             pooled_equity=self.profile.pooled_equity(balance, settle, self._pooling),
@@ -238,10 +239,19 @@ class CcxtExchange:
             can_adjust_margin=self.profile.can_adjust_margin,
         )
 
-    async def _fetch_source_balance(self) -> Mapping[str, Any]:
+    async def _fetch_source_balance(self) -> Mapping[str, Any] | None:
+        """The source wallet's balance; None where the environment has no such wallet
+        (Binance demo trading has no /sapi: no funding wallet, no transfers)."""
         exchange = self._source if self._source is not None else self._exchange
         params = self.profile.source_balance_params(self.settings.collateral_source)
-        balance: Mapping[str, Any] = await exchange.fetch_balance(params)
+        try:
+            balance: Mapping[str, Any] = await exchange.fetch_balance(params)
+        except ccxt.NotSupported as error:
+            if not self._source_missing_logged:
+                message = redact(str(error), self._secrets)
+                logger.warning("%s: no source wallet, collateral moves off: %s", self.name, message)
+                self._source_missing_logged = True
+            return None
         return balance
 
     def _positions(self, raw_positions: Iterable[Mapping[str, Any]]) -> tuple[Position, ...]:
@@ -258,7 +268,7 @@ class CcxtExchange:
                 continue
             position = payloads.position(
                 raw,
-                contract_size=payloads.decimal_or_none(market.get("contractSize")) or Decimal(1),
+                contract_size=payloads.contract_size(market),
                 margin_mode=self.profile.margin_mode(raw, self.settings.margin_mode),
                 isolated_margin=self.profile.isolated_margin(raw),
                 maintenance_margin=self.profile.maintenance_margin(raw),
@@ -340,6 +350,15 @@ class CcxtExchange:
                 return await call()
 
         return await retrying(attempt, self._retry, (RateLimited,), what=f"{self.name}: {what}")
+
+
+def _wallet(balance: Mapping[str, Any] | None, settle: str) -> WalletBalance | None:
+    if balance is None:
+        return None
+    entry = balance.get(settle) or {}
+    return WalletBalance(
+        payloads.decimal_or_zero(entry.get("total")), payloads.decimal_or_zero(entry.get("free"))
+    )
 
 
 async def _gather(*calls: Awaitable[Any]) -> list[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,14 +82,26 @@ def translate(error: Exception, secrets: Sequence[str] = ()) -> ExchangeError:
 
 @contextmanager
 def translated(secrets: Sequence[str] = ()) -> Iterator[None]:
-    """Re-raise ccxt errors raised inside the block as port errors.
+    """Re-raise ccxt errors raised inside the block as port errors (and anything else
+    ccxt raises as an `OperationalError`).
 
-    The ccxt error is not chained (`from None`): its text is the unscrubbed original.
+    The original is not chained (`from None`): its text is the unscrubbed original.
     """
     try:
         yield
+    except ExchangeError:
+        raise
     except ccxt.BaseError as error:
         raise translate(error, secrets) from None
+    except Exception as error:
+        # A bug inside ccxt (it has parsed replies into TypeErrors): the call may have
+        # done its work, so it is an operational failure, never a retry or a crash.
+        # The traceback goes in scrubbed: logger.exception would append it raw.
+        trace = redact("".join(traceback.format_exception(error)), secrets)
+        logger.error("ccxt failed unexpectedly:\n%s", trace)  # noqa: TRY400
+        raise OperationalError(
+            redact(f"ccxt failed: {type(error).__name__}: {error}", secrets)
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

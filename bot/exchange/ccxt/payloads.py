@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -70,16 +70,21 @@ def amount_step(market: Mapping[str, Any], precision_mode: int) -> Decimal | Non
     return step if step is not None and step > ZERO else None
 
 
+def contract_size(market: Mapping[str, Any]) -> Decimal:
+    """What one contract holds (1 where ccxt leaves it empty)."""
+    size = decimal_or_none(market.get("contractSize"))
+    return size if size else ONE
+
+
 def market_rules(
     market: Mapping[str, Any], tiers: tuple[MaintenanceTier, ...], precision_mode: int
 ) -> MarketRules:
     """Precision, minimums, taker fee and maintenance tiers of one ccxt market."""
     limits = market.get("limits") or {}
     taker = decimal_or_none(market.get("taker"))
-    contract_size = decimal_or_none(market.get("contractSize"))
     return MarketRules(
         symbol=market["symbol"],
-        contract_size=contract_size if contract_size else ONE,
+        contract_size=contract_size(market),
         amount_step=amount_step(market, precision_mode),
         min_amount=decimal_or_zero((limits.get("amount") or {}).get("min")),
         min_cost=decimal_or_zero((limits.get("cost") or {}).get("min")),
@@ -147,3 +152,14 @@ def order_result(
         fee=abs(fee),
         status=_ORDER_STATUS.get(str(order.get("status")), "open"),
     )
+
+
+def tiers_from_ccxt(rows: Sequence[Mapping[str, Any]]) -> tuple[MaintenanceTier, ...]:
+    """ccxt leverage tiers (minNotional, maintenanceMarginRate) as maintenance tiers."""
+    tiers = []
+    for row in rows:
+        floor = decimal_or_none(row.get("minNotional"))
+        rate = decimal_or_none(row.get("maintenanceMarginRate"))
+        if floor is not None and rate is not None:
+            tiers.append(MaintenanceTier(floor, rate))
+    return tuple(sorted(tiers, key=lambda tier: tier.floor))

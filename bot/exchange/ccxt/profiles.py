@@ -11,13 +11,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt
 
-from bot.domain.models import MaintenanceTier, MarginMode, Side, WalletBalance
-from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero, entry_for
+from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side, WalletBalance
+from bot.exchange.ccxt.payloads import (
+    decimal_or_none,
+    decimal_or_zero,
+    entry_for,
+    tiers_from_ccxt,
+)
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
+from bot.exchange.ccxt.urls import classify_by_original_urls, rebase_urls
 from bot.exchange.port import CapabilityMissing, OrderRequest
 
 # A ccxt.async_support exchange instance (ccxt ships no type information).
@@ -55,6 +60,7 @@ class ExchangeProfile:
 
     def build(self, settings: CcxtSettings) -> Ccxt:
         """The derivatives-account ccxt instance, in the settings' environment."""
+        self.check(settings)
         return self._instance(self.exchange_id, settings)
 
     def build_source(self, settings: CcxtSettings) -> Ccxt | None:
@@ -75,8 +81,12 @@ class ExchangeProfile:
         exchange = getattr(ccxt, ccxt_id)(config)
         self.apply_environment(exchange, settings.environment)
         if settings.api_base_url is not None:
-            exchange.urls["api"] = rebase_urls(exchange.urls["api"], settings.api_base_url)
+            self.point_at(exchange, settings.api_base_url)
         return exchange
+
+    def point_at(self, exchange: Ccxt, base_url: str) -> None:
+        """Send every API call to `base_url` (same paths): a proxy, or a loopback fake."""
+        exchange.urls["api"] = rebase_urls(exchange.urls["api"], base_url)
 
     # -- reading balances and positions -------------------------------------------
 
@@ -142,6 +152,15 @@ class ExchangeProfile:
     def margin_params(self, side: Side, hedged: bool) -> Params:
         return {}
 
+    async def modify_margin(
+        self, exchange: Ccxt, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool
+    ) -> Decimal | None:
+        """Add or remove isolated margin; returns the amount the venue reports taking."""
+        params = self.margin_params(side, hedged)
+        method = exchange.add_margin if add else exchange.reduce_margin
+        result = await method(symbol, float(amount), params)
+        return decimal_or_none(result.get("amount"))
+
     def transfer_params(self, client_id: str) -> Params:
         return {}
 
@@ -172,14 +191,26 @@ class BinanceUsdmProfile(ExchangeProfile):
         "funding": "funding",
     }
 
-    def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
-        if environment == "testnet":
+    def check(self, settings: CcxtSettings) -> None:
+        if settings.environment == "testnet":
+            # set_sandbox_mode still exists, but every private call then raises NotSupported.
             raise CapabilityMissing(
                 "binanceusdm: ccxt 4.5 deprecates the Binance futures testnet; use "
                 'environment = "demo" (demo trading, with keys made on demo.binance.com)'
             )
+        super().check(settings)
+
+    def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
         if environment == "demo":
             exchange.enable_demo_trading(True)
+
+    def point_at(self, exchange: Ccxt, base_url: str) -> None:
+        # ccxt picks Binance's error table (spot, linear, ...) by the request URL's host:
+        # behind a rebased URL, -2019 "Margin is insufficient" would no longer read as
+        # InsufficientFunds.
+        original = exchange.urls["api"]
+        super().point_at(exchange, base_url)
+        classify_by_original_urls(exchange, original)
 
     def build_source(self, settings: CcxtSettings) -> Ccxt:
         # binanceusdm.fetch_balance ignores type='spot' / 'funding' (its default subType
@@ -234,7 +265,9 @@ class BinanceUsdmProfile(ExchangeProfile):
             reload
         )
         return {
-            symbol: tuple(MaintenanceTier(Decimal(floor), Decimal(rate)) for floor, rate in rows)
+            symbol: tiers_from_ccxt(
+                [{"minNotional": floor, "maintenanceMarginRate": rate} for floor, rate in rows]
+            )
             for symbol, rows in brackets.items()
         }
 
@@ -258,11 +291,19 @@ class BybitProfile(ExchangeProfile):
         elif environment == "demo":
             exchange.enable_demo_trading(True)
 
+    async def fetch_collateral_pooling(self, exchange: Ccxt) -> bool:
+        # ccxt asks once (two requests) and caches it; asking here, before the snapshot's
+        # concurrent reads, keeps each of them from asking too.
+        unified_margin, unified_account = await exchange.is_unified_enabled()
+        return bool(unified_margin or unified_account)
+
     def pooled_equity(
         self, balance: Mapping[str, Any], settle: str, pooling: bool | None
     ) -> Decimal | None:
         # ccxt's total is the wallet balance without uPnL; a unified account's margin
         # balance (USD, all collateral coins) is what its margin ratio is measured on.
+        if not pooling:
+            return None
         accounts = balance.get("info", {}).get("result", {}).get("list", [])
         account = entry_for(accounts, "accountType", "UNIFIED")
         return decimal_or_none(account.get("totalMarginBalance"))
@@ -326,11 +367,15 @@ class OkxProfile(ExchangeProfile):
         return {"instType": "SWAP"}
 
     def derivatives_wallet(self, balance: Mapping[str, Any], settle: str) -> WalletBalance:
-        # ccxt's total is eq (with uPnL); the cash balance is W.
+        # ccxt's total is eq (with uPnL); the cash balance is W. Free: the smaller of the
+        # available balance and equity (either may be empty, by account mode).
         detail = _okx_detail(balance, settle)
-        free = decimal_or_none(detail.get("availEq"))
-        if free is None:
-            free = decimal_or_zero(detail.get("availBal"))
+        available = [
+            number
+            for number in (decimal_or_none(detail.get(key)) for key in ("availBal", "availEq"))
+            if number is not None
+        ]
+        free = min(available) if available else ZERO
         return WalletBalance(decimal_or_zero(detail.get("cashBal")), free)
 
     def pooled_equity(
@@ -338,8 +383,7 @@ class OkxProfile(ExchangeProfile):
     ) -> Decimal | None:
         # Multi-currency and portfolio margin: adjusted equity in USD across currencies.
         # Single-currency margin: the settle currency's equity minus its isolated part.
-        account = (balance.get("info", {}).get("data") or [{}])[0]
-        adjusted = decimal_or_none(account.get("adjEq"))
+        adjusted = decimal_or_none(_okx_account(balance).get("adjEq"))
         if adjusted is not None:
             return adjusted
         detail = _okx_detail(balance, settle)
@@ -355,8 +399,22 @@ class OkxProfile(ExchangeProfile):
             "marginMode": margin_mode.value,
         }
 
-    def margin_params(self, side: Side, hedged: bool) -> Params:
-        return {"posSide": side.value if hedged else "net"}
+    async def modify_margin(
+        self, exchange: Ccxt, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool
+    ) -> Decimal | None:
+        # ccxt 4.5.90's okx.add_margin / reduce_margin send the request, then fail on the
+        # reply (parse_margin_modification indexes a str: TypeError), hiding a change that
+        # happened. Call the endpoint they wrap, with the body they build.
+        market = exchange.market(symbol)
+        response = await exchange.privatePostAccountPositionMarginBalance(
+            {
+                "instId": market["id"],
+                "amt": str(amount),
+                "type": "add" if add else "reduce",
+                "posSide": side.value if hedged else "net",
+            }
+        )
+        return decimal_or_none(((response.get("data") or [{}])[0]).get("amt"))
 
     def transfer_params(self, client_id: str) -> Params:
         # OKX accepts a client id (1-32 letters and digits) on transfers.
@@ -377,32 +435,10 @@ def profile_for(exchange_id: str) -> ExchangeProfile:
         raise CapabilityMissing(f"no ccxt profile for {exchange_id!r}; use {supported}") from None
 
 
-def rebase_urls(urls: Any, base_url: str) -> Any:
-    """`urls` (a string or nested dict of strings) with scheme and host taken from base_url.
-
-    Paths stay: https://fapi.binance.com/fapi/v1 -> http://127.0.0.1:8080/fapi/v1.
-    """
-    if isinstance(urls, dict):
-        return {key: rebase_urls(value, base_url) for key, value in urls.items()}
-    if not isinstance(urls, str) or "://" not in urls:
-        return urls
-    base = urlsplit(base_url)
-    # Split by hand: ccxt URLs may hold a '{hostname}' placeholder in the host.
-    path = urls.split("://", 1)[1].partition("/")[2]
-    return f"{base.scheme}://{base.netloc}/{path}".rstrip("/")
-
-
-def tiers_from_ccxt(rows: Sequence[Mapping[str, Any]]) -> tuple[MaintenanceTier, ...]:
-    """ccxt leverage tiers (minNotional, maintenanceMarginRate) as maintenance tiers."""
-    tiers = []
-    for row in rows:
-        floor = decimal_or_none(row.get("minNotional"))
-        rate = decimal_or_none(row.get("maintenanceMarginRate"))
-        if floor is not None and rate is not None:
-            tiers.append(MaintenanceTier(floor, rate))
-    return tuple(sorted(tiers, key=lambda tier: tier.floor))
+def _okx_account(balance: Mapping[str, Any]) -> Mapping[str, Any]:
+    account: Mapping[str, Any] = (balance.get("info", {}).get("data") or [{}])[0]
+    return account
 
 
 def _okx_detail(balance: Mapping[str, Any], settle: str) -> Mapping[str, Any]:
-    account = (balance.get("info", {}).get("data") or [{}])[0]
-    return entry_for(account.get("details", []), "ccy", settle)
+    return entry_for(_okx_account(balance).get("details", []), "ccy", settle)

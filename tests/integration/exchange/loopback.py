@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -41,9 +42,8 @@ class RecordedRequest:
     def json(self) -> Any:
         return json.loads(self.body)
 
-    def params(self) -> dict[str, str]:
-        """Query and form body together: Binance signs either, by method."""
-        return {**self.query, **(self.form() if "=" in self.body else {})}
+
+Responder = Callable[[RecordedRequest], Reply]
 
 
 @dataclass
@@ -52,7 +52,7 @@ class LoopbackVenue:
 
     requests: list[RecordedRequest] = field(default_factory=list)
     unmatched: list[RecordedRequest] = field(default_factory=list)
-    _defaults: dict[tuple[str, str], Reply] = field(default_factory=dict)
+    _defaults: dict[tuple[str, str], Reply | Responder] = field(default_factory=dict)
     _once: dict[tuple[str, str], deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     _runner: web.AppRunner | None = None
     _url: str | None = None
@@ -81,6 +81,10 @@ class LoopbackVenue:
     def reply(self, method: str, path: str, body: Any, status: int = 200) -> None:
         """Answer every `method path` request with `body` (until replaced)."""
         self._defaults[(method.upper(), path)] = Reply(status, body)
+
+    def respond(self, method: str, path: str, responder: Responder) -> None:
+        """Answer every `method path` request with what `responder` makes of it."""
+        self._defaults[(method.upper(), path)] = responder
 
     def reply_once(self, method: str, path: str, body: Any, status: int = 200) -> None:
         """Answer the next `method path` request with `body`, before the standing reply."""
@@ -112,6 +116,8 @@ class LoopbackVenue:
         if self._once[key]:
             return self._once[key].popleft().response()
         if key in self._defaults:
-            return self._defaults[key].response()
+            answer = self._defaults[key]
+            return (answer if isinstance(answer, Reply) else answer(recorded)).response()
         self.unmatched.append(recorded)
-        return Reply(404, {"error": f"no canned reply for {request.method} {request.path}"}).response()
+        missing = f"no canned reply for {request.method} {request.path}"
+        return Reply(404, {"error": missing}).response()

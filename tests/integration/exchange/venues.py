@@ -5,17 +5,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from bot.domain.models import MarginMode
-from bot.exchange.ccxt import CcxtSettings
+from bot.exchange.ccxt import CcxtExchange, CcxtSettings, RetryPolicy, profile_for
 from bot.exchange.ccxt.settings import CollateralSource, Environment, ExchangeId
-from tests.integration.exchange.loopback import LoopbackVenue
+from tests.integration.exchange.loopback import LoopbackVenue, RecordedRequest, Reply
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "ccxt"
 CLIENT_ID = "lb0123456789abcdef0123456789ab"
+# Retries that keep a test fast: three tries, 10 ms then 20 ms apart.
+FAST_RETRY = RetryPolicy(attempts=3, first_delay=0.01, factor=2.0, max_delay=0.05)
 
 # Which recorded exchange reply answers which endpoint: (ccxt method, index) per path.
 RECORDED: dict[ExchangeId, dict[str, tuple[str, str, int]]] = {
@@ -53,6 +57,11 @@ def recorded_request(exchange: str, method: str, description: str) -> dict[str, 
     return next(entry for entry in entries if entry["description"] == description)
 
 
+def recorded_loopback(exchange_id: ExchangeId, key: str) -> Any:
+    """An authored loopback reply, e.g. ("okx", "GET /api/v5/public/instruments")."""
+    return _load(FIXTURES / "loopback" / f"{exchange_id}.json")["replies"][key]
+
+
 def serve(venue: LoopbackVenue, exchange_id: ExchangeId) -> None:
     """Program `venue` to answer as the account in the fixtures of `exchange_id`."""
     authored = _load(FIXTURES / "loopback" / f"{exchange_id}.json")
@@ -63,13 +72,15 @@ def serve(venue: LoopbackVenue, exchange_id: ExchangeId) -> None:
         method, path = key.split(" ", 1)
         venue.reply(method, path, recorded(exchange, method_name, index)["httpResponse"])
     if exchange_id == "bybit":
-        # New listings: none (ccxt asks for pre-launch markets separately).
-        venue.reply_once("GET", "/v5/market/instruments-info", _bybit_instruments_page(exchange_id))
+        instruments = authored["replies"]["GET /v5/market/instruments-info"]
+        # ccxt asks for pre-launch markets separately: there are none.
+        prelaunch = {**instruments, "result": {"category": "linear", "list": []}}
 
+        def listing(request: RecordedRequest) -> Reply:
+            upcoming = request.query.get("status") == "PreLaunch"
+            return Reply(200, prelaunch if upcoming else instruments)
 
-def _bybit_instruments_page(exchange_id: ExchangeId) -> Any:
-    authored = _load(FIXTURES / "loopback" / f"{exchange_id}.json")
-    return authored["replies"]["GET /v5/market/instruments-info"]
+        venue.respond("GET", "/v5/market/instruments-info", listing)
 
 
 def settings_for(
@@ -98,4 +109,34 @@ def settings_for(
         api_base_url=venue.url if venue is not None else None,
         hedged=hedged,
         symbols=symbols,
+    )
+
+
+def quicken(instance: Any) -> Any:
+    """No request throttle, no 250 ms pause on close (for TLS; loopback is plain HTTP)."""
+    instance.enableRateLimit = False
+    instance.timeout_on_exit = 0
+    return instance
+
+
+def adapter_for(
+    exchange_id: ExchangeId,
+    venue: LoopbackVenue,
+    *,
+    retry: RetryPolicy = FAST_RETRY,
+    clock: Callable[[], datetime] | None = None,
+    **overrides: Any,
+) -> CcxtExchange:
+    """The adapter on the loopback venue, built by its profile as in production, but
+    `quicken`ed (ccxt's throttle and close pause would only make the tests wait)."""
+    settings = settings_for(exchange_id, venue, **overrides)
+    profile = profile_for(exchange_id)
+    exchange = profile.build(settings)
+    source = profile.build_source(settings)
+    for instance in (exchange, source):
+        if instance is not None:
+            quicken(instance)
+    extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+    return CcxtExchange(
+        settings, profile, exchange=exchange, source_exchange=source, retry=retry, **extra
     )
