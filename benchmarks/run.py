@@ -3,6 +3,8 @@
 1. Backtest: 30 days of 1m bars (~43k) through all four policies (target: < 60 s).
 2. Daemon: one process, 1,000 simulated accounts x 3 positions, every account's full
    cycle (snapshot, plan, journal to SQLite, execute, verify) - wall and CPU per round.
+3. Requests per account per steady cycle for each real exchange profile, counted at a
+   loopback server that real ccxt talks to.
 """
 
 from __future__ import annotations
@@ -89,9 +91,40 @@ async def _bench_accounts(count: int, rounds: int) -> None:
         await journal.close()
 
 
+def bench_requests(cycles: int = 5) -> None:
+    asyncio.run(_bench_requests(cycles))
+
+
+async def _bench_requests(cycles: int) -> None:
+    """HTTP requests one steady cycle costs per account, counted at a loopback venue."""
+    # The loopback venue and its canned replies live with the adapter's tests.
+    from tests.integration.exchange.loopback import LoopbackVenue
+    from tests.integration.exchange.venues import adapter_for, serve
+
+    for exchange_id in ("binanceusdm", "bybit", "okx"):
+        venue = LoopbackVenue()
+        await venue.start()
+        try:
+            serve(venue, exchange_id)
+            async with adapter_for(exchange_id, venue) as exchange:
+                await exchange.fetch_snapshot()
+                first = len(venue.requests)
+                venue.forget()
+                for _ in range(cycles):
+                    await exchange.fetch_snapshot()
+                steady = len(venue.requests) / cycles
+        finally:
+            await venue.close()
+        print(
+            f"requests: {exchange_id}: {steady:.0f} per steady cycle "
+            f"(first cycle {first}, loading markets and tiers)"
+        )
+
+
 def main() -> None:
     bench_backtest()
     bench_accounts()
+    bench_requests()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
 
