@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from bot.domain.targets import Target
 from bot.store.codec import target_from_row, target_values
+from bot.store.records import AuditRecord
 from bot.store.sessions import JournalBase
 from bot.store.tables import CommandAuditRow, PauseRow, TargetOverrideRow
 
@@ -95,3 +96,16 @@ class OwnerControls(JournalBase):
         async with self._session() as session:
             session.add(row)
             await session.commit()
+
+    async def audit_entries(self, limit: int = 50) -> list[AuditRecord]:
+        """The newest command-audit rows, newest first."""
+        async with self._session() as session:
+            rows = await session.exec(
+                select(CommandAuditRow)
+                .order_by(col(CommandAuditRow.at).desc(), col(CommandAuditRow.id).desc())
+                .limit(limit)
+            )
+            return [
+                AuditRecord(row.chat_id, row.user, row.command, row.args, row.allowed, row.at)
+                for row in rows
+            ]

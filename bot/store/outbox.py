@@ -24,18 +24,24 @@ class AlertOutbox(JournalBase):
         return row_id(row.id)
 
     async def due_alerts(self, now: datetime, limit: int = 20) -> list[AlertRecord]:
-        """Unsent alerts whose next attempt is due, oldest first."""
+        """Unsent alerts that may go now, oldest first.
+
+        Delivery is in order: the list stops at the first unsent alert that is held back
+        (e.g. after a 429), so nothing newer overtakes it.
+        """
         async with self._session() as session:
             rows = await session.exec(
                 select(AlertRow)
-                .where(
-                    col(AlertRow.sent_at).is_(None),
-                    col(AlertRow.next_attempt_at) <= self._now(now),
-                )
+                .where(col(AlertRow.sent_at).is_(None))
                 .order_by(col(AlertRow.created_at), col(AlertRow.id))
                 .limit(limit)
             )
-            return [alert_record(row) for row in rows]
+            due: list[AlertRecord] = []
+            for row in rows:
+                if row.next_attempt_at > self._now(now):
+                    break
+                due.append(alert_record(row))
+            return due
 
     async def mark_alert_sent(self, alert_id: int, at: datetime | None = None) -> None:
         await self._update(alert_id, sent_at=self._now(at), attempts=col(AlertRow.attempts) + 1)

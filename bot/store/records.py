@@ -131,3 +131,15 @@ class AlertRecord:
     next_attempt_at: datetime
     sent_at: datetime | None
     last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One command received from a chat, allowed or not."""
+
+    chat_id: int
+    user: str | None
+    command: str
+    args: str
+    allowed: bool
+    at: datetime

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
+from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.app.control import Controls, UnknownAccount
@@ -177,13 +178,18 @@ class ChatCommands:
         values = [_decimal(text, usage) for text in numbers]
         current = await self.controls.current_target(account, symbol)
         leverage = values[0]
-        low = values[1] if len(values) > 1 else leverage * current.min / current.leverage
-        high = values[2] if len(values) > 2 else leverage * current.max / current.leverage
+        # Without min/max the band keeps its proportions around the new target.
+        cent = Decimal("0.01")
+        low = values[1] if len(values) > 1 else (leverage * current.min / current.leverage)
+        high = values[2] if len(values) > 2 else (leverage * current.max / current.leverage)
         try:
             new = Target(
-                leverage, low.quantize(Decimal("0.01")), high.quantize(Decimal("0.01")),
-                current.emergency_margin_ratio, current.emergency_liquidation_distance,
-            )  # fmt: skip
+                leverage,
+                low if len(values) > 1 else low.quantize(cent),
+                high if len(values) > 2 else high.quantize(cent),
+                current.emergency_margin_ratio,
+                current.emergency_liquidation_distance,
+            )
         except TargetError as error:
             raise Usage(usage, str(error)) from None
         scope = f"{account} {symbol}" if symbol else account
@@ -239,23 +245,19 @@ class ChatCommands:
         chat = update.effective_chat
         if confirmation is None or chat is None or chat.id != confirmation.chat_id:
             await query.answer("This request is no longer open.")
-            await query.edit_message_text("Expired or already answered.")
+            await _edit(query, "Expired or already answered.")
             return
         if self.clock() > confirmation.expires_at:
             await query.answer("Expired")
-            await query.edit_message_text(f"{confirmation.summary}\n⌛ expired: nothing done.",
-                                          parse_mode=ParseMode.HTML)  # fmt: skip
+            await _edit(query, f"{confirmation.summary}\n⌛ expired: nothing done.")
             return
         if choice != "yes":
             await query.answer("Cancelled")
-            await query.edit_message_text(f"{confirmation.summary}\nCancelled.",
-                                          parse_mode=ParseMode.HTML)  # fmt: skip
+            await _edit(query, f"{confirmation.summary}\nCancelled.")
             return
         await query.answer("On it")
-        await query.edit_message_text(f"{confirmation.summary}\n⏳ working…",
-                                      parse_mode=ParseMode.HTML)  # fmt: skip
-        result = await confirmation.run()
-        await query.edit_message_text(result, parse_mode=ParseMode.HTML)
+        await _edit(query, f"{confirmation.summary}\n⏳ working…")
+        await _edit(query, await confirmation.run())
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -337,6 +339,15 @@ class ChatCommands:
             await message.edit_text(chunks[0], parse_mode=ParseMode.HTML)
             return
         await self._reply(update, text)
+
+
+async def _edit(query: CallbackQuery, text: str) -> None:
+    """Edit the button's message; an edit that changes nothing is not an error."""
+    try:
+        await query.edit_message_text(text, parse_mode=ParseMode.HTML)
+    except BadRequest as error:
+        if "not modified" not in str(error).lower():
+            raise
 
 
 def _decimal(text: str, usage: str) -> Decimal:

@@ -86,7 +86,9 @@ class TelegramRunner:
                 logger.error("Telegram rejected the bot token; alerts stay in the log")  # noqa: TRY400
                 return
             except (TelegramError, OSError) as error:
-                logger.warning("Telegram unreachable (%s); retrying in %s", error, delay)
+                logger.warning(
+                    "Telegram unreachable (%s); retrying in %s", self._redact(error), delay
+                )
                 await asyncio.sleep(delay.total_seconds())
                 delay = min(delay * 2, RETRY_MAX)
                 continue
@@ -107,6 +109,10 @@ class TelegramRunner:
         self.channel.bot = application.bot
         logger.info("Telegram connected as @%s", application.bot.username)
 
+    def _redact(self, error: BaseException) -> str:
+        """Error text without the bot token (PTB puts it in some messages and URLs)."""
+        return str(error).replace(self.settings.token.get_secret_value(), "***")
+
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -120,3 +126,6 @@ class TelegramRunner:
             await application.stop()
             self._running = False
         await application.shutdown()
+        # After a failed start the application never initialized, so its shutdown is a
+        # no-op; the bot's HTTP clients may still be open.
+        await application.bot.shutdown()
