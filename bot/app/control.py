@@ -73,6 +73,20 @@ async def account_statuses(journal: Journal, config: LevbotConfig) -> list[Accou
     return statuses
 
 
+def daily_summary(rows: list[AccountStatus]) -> str:
+    """The daily summary alert: one line per account."""
+    lines = ["Daily summary:"]
+    for row in rows:
+        snap = row.snapshot
+        leverage = "n/a" if snap is None or snap.leverage is None else f"{snap.leverage:.2f}"
+        equity = "n/a" if snap is None else f"{snap.equity:.2f} {snap.settle}"
+        lines.append(
+            f"{row.account}: {row.state}, equity {equity}, leverage {leverage} "
+            f"(band {row.band[0]}–{row.band[1]}), last cycle {row.last_cycle_status or 'none'}"
+        )
+    return "\n".join(lines)
+
+
 def _nearest_liquidation(snapshot: SnapshotRecord | None) -> Decimal | None:
     if snapshot is None:
         return None

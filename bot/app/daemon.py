@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from bot.app.alerts import AlertChannel, LogChannel, flush_outbox
 from bot.app.bootstrap import build_exchange, build_runtime, utc_now
 from bot.app.config import LevbotConfig
-from bot.app.control import Controls, account_statuses
+from bot.app.control import Controls, account_statuses, daily_summary
 from bot.app.scheduler import CycleScheduler
 from bot.app.service import INFO, AccountService
 from bot.store.journal import Journal
@@ -95,16 +95,7 @@ class Daemon:
     async def _daily_summary(self) -> None:
         assert self.journal is not None
         rows = await account_statuses(self.journal, self.config)
-        lines = ["Daily summary:"]
-        for row in rows:
-            snap = row.snapshot
-            leverage = "n/a" if snap is None or snap.leverage is None else f"{snap.leverage:.2f}"
-            equity = "n/a" if snap is None else f"{snap.equity:.2f} {snap.settle}"
-            lines.append(
-                f"{row.account}: {row.state}, equity {equity}, leverage {leverage} "
-                f"(band {row.band[0]}–{row.band[1]})"
-            )
-        await self.journal.enqueue_alert(INFO, "\n".join(lines))
+        await self.journal.enqueue_alert(INFO, daily_summary(rows))
 
     def request_stop(self) -> None:
         self.stop.set()

@@ -12,7 +12,7 @@ import pytest
 
 from bot.app.alerts import flush_outbox
 from bot.app.config import load_config
-from bot.app.control import Controls
+from bot.app.control import Controls, account_statuses, daily_summary
 from bot.app.service import AccountRuntime, AccountService
 from bot.domain.models import Side
 from bot.domain.targets import Policy, Target, Targets
@@ -186,3 +186,16 @@ async def test_runner_when_telegram_down_at_start_then_cycles_go_on_and_alerts_w
     finally:
         await rig.runner.stop()
         await rig.journal.close()
+
+
+async def test_daily_summary_when_accounts_ran_then_one_line_each_reaches_the_owner(
+    rig: Rig, tmp_path: Path
+) -> None:
+    await rig.service.run_cycle()
+    config = load_config(tmp_path / "levbot.toml")
+    text = daily_summary(await account_statuses(rig.journal, config))
+    await rig.journal.enqueue_alert("info", text)
+    await rig.flush()
+    summary = next(t for t in rig.texts() if "Daily summary" in t)
+    assert "paper: active, equity" in summary
+    assert "leverage 3.00 (band 2.5–3.5), last cycle ok" in summary

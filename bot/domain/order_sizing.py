@@ -1,0 +1,185 @@
+"""Order steps of the planner: reduce-only orders to de-lever, increases to re-lever.
+
+The wanted notional change accounts for the taker fee and the slippage allowance; it
+is shared across the scope's positions by notional, and each order's amount is
+rounded to precision, chunked by policy and checked against the market minimums.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from bot.domain.actions import Order, RecentActivity, Rule
+from bot.domain.collateral import repledge_released_margin
+from bot.domain.leverage import notional, round_down, round_up
+from bot.domain.models import ZERO, AccountSnapshot, MarketRules, Position
+from bot.domain.planning_state import Budget, Scope, ScopeState, reason_for
+from bot.domain.targets import Policy
+
+
+def _fee_rate(scope: Scope, markets: dict[str, MarketRules]) -> Decimal:
+    """Notional-weighted taker fee across the scope's positions."""
+    total = ZERO
+    weighted = ZERO
+    for p in scope.positions:
+        n = notional(p)
+        total += n
+        weighted += n * markets[p.symbol].taker_fee
+    return weighted / total if total > ZERO else ZERO
+
+
+def _in_cooldown(
+    scope: Scope, policy: Policy, now: datetime, activity: RecentActivity, work: ScopeState
+) -> bool:
+    last = activity.last_order_at.get(scope.name)
+    if last is not None and now - last < policy.cooldown:
+        work.notes.append(f"orders wait for cooldown until {(last + policy.cooldown).isoformat()}")
+        return True
+    return False
+
+
+def reduce_exposure(
+    scope: Scope,
+    snapshot: AccountSnapshot,
+    policy: Policy,
+    now: datetime,
+    activity: RecentActivity,
+    budget: Budget,
+    work: ScopeState,
+    rule: Rule,
+) -> None:
+    """Plan reduce-only orders that bring the scope's leverage down to its target."""
+    emergency = rule is Rule.EMERGENCY
+    if scope.isolated is not None and not snapshot.can_adjust_margin and not emergency:
+        # The reduce releases margin pro rata; without re-pledging it the leverage stays
+        # where it is, and every cycle would cut the position again.
+        work.notes.append(
+            "orders: reducing an isolated position that cannot take its margin back "
+            "leaves its leverage unchanged"
+        )
+        return
+    if not emergency and _in_cooldown(scope, policy, now, activity, work):
+        return
+    target = scope.target.leverage
+    cost = _fee_rate(scope, snapshot.markets) + policy.slippage_allowance
+    denominator = Decimal(1) - target * cost
+    if denominator <= ZERO:
+        work.notes.append("orders: fee too high for this target")
+        return
+    # Reducing notional by dN costs (f + slippage) * dN of equity:
+    # dN = (N - T * E') / (1 - T * (f + s)).
+    wanted = min((work.gross - target * work.equity) / denominator, work.gross)
+    before = ScopeState(work.equity, work.gross, [], [])
+    total = work.gross
+    for position in sorted(scope.positions, key=lambda p: p.key):
+        share = wanted * notional(position) / total
+        rules = snapshot.markets[position.symbol]
+        amount = _order_amount(position, rules, share, policy, emergency, work)
+        if amount is None:
+            continue
+        price = position.mark_price
+        assert price is not None
+        reduced = amount * position.contract_size * price
+        # The fee is charged on the fill price, which slippage moves against us.
+        slippage = policy.slippage_allowance
+        fee_paid = reduced * (rules.taker_fee * (1 + slippage) + slippage)
+        work.gross -= reduced
+        work.equity -= fee_paid
+        work.actions.append(
+            Order(
+                position.symbol,
+                position.side,
+                amount,
+                True,
+                price,
+                reduced,
+                reason_for(scope, rule, before, work, "reduce-only order"),
+                hedged=position.hedged,
+            )
+        )
+        if scope.isolated is not None:
+            repledge_released_margin(scope, snapshot, position, amount, fee_paid, rule, work)
+
+
+def _order_amount(
+    position: Position,
+    rules: MarketRules,
+    notional_share: Decimal,
+    policy: Policy,
+    emergency: bool,
+    work: ScopeState,
+    *,
+    reduce: bool = True,
+) -> Decimal | None:
+    """Contracts for one order: rounded down to precision, within limits, or None to skip."""
+    step = rules.amount_step
+    price = position.mark_price
+    assert step is not None and price is not None
+    unit = position.contract_size * price
+    amount = round_down(notional_share / unit, step)
+    if reduce:
+        amount = min(amount, position.contracts)
+    if not emergency and policy.max_order_notional is not None:
+        chunk = round_down(policy.max_order_notional / unit, step)
+        if amount > chunk:
+            work.notes.append(
+                f"{position.key}: chunked to {chunk} of {amount} contracts; "
+                "the rest follows after the cooldown"
+            )
+            amount = chunk
+    # Minimum cost is checked on the fill, and a market order fills up to the slippage
+    # allowance below the mark: size the minimum for that price, not the mark.
+    worst_unit = unit * (1 - policy.slippage_allowance)
+    minimum = max(rules.min_amount, round_up(rules.min_cost / worst_unit, step), step)
+    if amount >= minimum:
+        return amount
+    if emergency and reduce:
+        # In an emergency, round up to the minimum, or close the position outright.
+        return min(minimum, position.contracts)
+    work.notes.append(
+        f"{position.key}: {amount} contracts is below the market minimum {minimum}; skipped"
+    )
+    return None
+
+
+def increase_exposure(
+    scope: Scope,
+    snapshot: AccountSnapshot,
+    policy: Policy,
+    now: datetime,
+    activity: RecentActivity,
+    work: ScopeState,
+) -> None:
+    """Plan orders that raise the scope's leverage up to its target (when allowed)."""
+    if _in_cooldown(scope, policy, now, activity, work):
+        return
+    target = scope.target.leverage
+    cost = _fee_rate(scope, snapshot.markets) + policy.slippage_allowance
+    # Adding dN of notional costs (f + s) * dN: dN = (T * E - N) / (1 + T * (f + s)).
+    wanted = (target * work.equity - work.gross) / (Decimal(1) + target * cost)
+    before = ScopeState(work.equity, work.gross, [], [])
+    total = work.gross
+    for position in sorted(scope.positions, key=lambda p: p.key):
+        share = wanted * notional(position) / total
+        rules = snapshot.markets[position.symbol]
+        amount = _order_amount(position, rules, share, policy, False, work, reduce=False)
+        if amount is None:
+            continue
+        price = position.mark_price
+        assert price is not None
+        added = amount * position.contract_size * price
+        work.gross += added
+        work.equity -= added * (rules.taker_fee + policy.slippage_allowance)
+        work.actions.append(
+            Order(
+                position.symbol,
+                position.side,
+                amount,
+                False,
+                price,
+                added,
+                reason_for(scope, Rule.RELEVER, before, work, "increase exposure (allowed)"),
+                hedged=position.hedged,
+            )
+        )
