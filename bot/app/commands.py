@@ -283,8 +283,11 @@ def history(
         typer.echo("no actions journaled yet")
         return
     for action in actions:
-        result = action.status.value + (f" ({action.error})" if action.error else "")
-        tag = " [dry run]" if action.dry_run else ""
+        if action.dry_run:
+            result, tag = "not sent", " [dry run]"
+        else:
+            result = action.status.value + (f" ({action.error})" if action.error else "")
+            tag = ""
         typer.echo(
             f"{action.created_at:%Y-%m-%d %H:%M:%S} {action.account} {action.kind.value} "
             f"{action.amount} {action.symbol}{tag}: {result} — {action.reason}"

@@ -47,7 +47,13 @@ class Daemon:
 
     async def run(self, on_started: Callable[[Daemon], None] | None = None) -> int:
         """Run until `stop` is set (by a signal or a caller); returns the exit code."""
-        journal = self.journal = await Journal.open(self.config.database.url)
+        # Signals first: a SIGTERM during start-up then means "stop once started".
+        self._install_signal_handlers()
+        try:
+            journal = self.journal = await Journal.open(self.config.database.url)
+        except BaseException:
+            self._remove_signal_handlers()
+            raise
         run_id = await journal.start_run(os.getpid(), version("levbot"))
         scheduler: CycleScheduler | None = None
         reason = "stopped"
@@ -63,7 +69,6 @@ class Daemon:
             scheduler.every("alerts", OUTBOX_EVERY, self._flush_alerts)
             scheduler.every("retention", RETENTION_EVERY, self._prune)
             self._start_telegram(journal, scheduler)
-            self._install_signal_handlers()
             scheduler.start()
             logger.info("levbot running: %s", names)
             if on_started is not None:
@@ -105,6 +110,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
 
+    def _remove_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(sig)
+
     def _on_signal(self, sig: signal.Signals) -> None:
         logger.info("%s received: finishing the running cycle, then stopping", sig.name)
         self.stop.set()
@@ -142,7 +152,5 @@ class Daemon:
                 logger.warning("Telegram did not stop cleanly", exc_info=True)
         await journal.end_run(run_id, reason)
         await journal.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_signal_handler(sig)
+        self._remove_signal_handlers()
         logger.info("levbot stopped")

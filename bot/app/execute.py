@@ -69,7 +69,10 @@ async def execute_plan(
         try:
             receipt = await apply_action(exchange, action, client_id)
             outcome = ActionOutcome(action, client_id, receipt)
-        except AuthenticationError:
+        except AuthenticationError as error:
+            # The exchange refused before acting: journal that, then halt the account.
+            if journal is not None:
+                await journal.result(ActionOutcome(action, client_id, None, f"halted: {error}"))
             raise
         except ExchangeError as error:
             logger.warning("%s %s failed: %s", action.kind.value, client_id, error)

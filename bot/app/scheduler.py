@@ -92,13 +92,16 @@ class CycleScheduler:
         """Stop scheduling, let running cycles finish (bounded); True when all finished."""
         if self._scheduler.running:
             self._scheduler.pause()
-        finished = True
-        running = set(self._running)
-        if running:
-            _done, pending = await asyncio.wait(running, timeout=grace_seconds)
-            finished = not pending
-            if pending:
-                logger.warning("%d job(s) still running after %.0fs", len(pending), grace_seconds)
+        # A job submitted just before the pause is a task that has not started yet: let it
+        # start and register, or shutdown would cancel it in the middle of a cycle.
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        while self._running and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._running), timeout=remaining)
+        finished = not self._running
+        if not finished:
+            logger.warning("%d job(s) still running after %.0fs", len(self._running), grace_seconds)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         return finished

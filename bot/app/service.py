@@ -29,6 +29,8 @@ from bot.store.journal import Journal
 logger = logging.getLogger(__name__)
 
 INFO, ACTION, WARNING, CRITICAL = "info", "action", "warning", "critical"
+# Order states that mean the exchange did nothing, when nothing was filled.
+DEAD_ORDER_STATES = frozenset({"canceled", "cancelled", "rejected", "expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +142,16 @@ class AccountService:
                         intent.client_id, "failed", error="never reached the exchange"
                     )
                     notes.append(f"{intent.client_id}: order never reached the exchange")
+                elif order.status in DEAD_ORDER_STATES and order.filled == 0:
+                    await self.journal.resolve_intent(
+                        intent.client_id, "failed", exchange_id=order.exchange_id,
+                        error=f"order {order.status} with nothing filled",
+                    )  # fmt: skip
+                    notes.append(f"{intent.client_id}: order {order.status}, nothing filled")
                 else:
                     await self.journal.resolve_intent(
                         intent.client_id, "ok", exchange_id=order.exchange_id,
-                        fill_price=order.average_price, fee=order.fee,
+                        filled=order.filled, fill_price=order.average_price, fee=order.fee,
                     )  # fmt: skip
                     notes.append(f"{intent.client_id}: order found ({order.status})")
             else:
@@ -164,17 +172,39 @@ class AccountService:
         try:
             report = await self._guarded_cycle(started, cycle_id)
         except AuthenticationError as error:
-            self.state = TradingState.HALTED
-            report = CycleReport(self.name, started, self.clock(), "halted", error=str(error))
-            await self.journal.enqueue_alert(
-                CRITICAL, f"[{self.name}] HALTED: {error}. Fix the API keys, then restart."
-            )
+            report = await self._halt(started, cycle_id, error)
         except ExchangeError as error:
             report = await self._failed(started, error)
+        except Exception as error:
+            # A bug or a database hiccup must not leave the cycle `running` until a restart.
+            # An exchange call it interrupted has an unknown outcome, as after a crash:
+            # the next cycle reconciles first.
+            logger.exception("%s: cycle failed unexpectedly", self.name)
+            self._reconciled = False
+            report = CycleReport(
+                self.name, started, self.clock(), "failed", error=f"{type(error).__name__}: {error}"
+            )
         await self.journal.finish_cycle(
             cycle_id, report.status, report.finished_at, list(report.notes), report.error
         )
         return report
+
+    async def _halt(
+        self, started: datetime, cycle_id: int, error: AuthenticationError
+    ) -> CycleReport:
+        # The exchange refused the call, so an intent it refused never took effect.
+        for intent in await self.journal.pending_intents(self.name):
+            if intent.cycle_id == cycle_id:
+                await self.journal.resolve_intent(
+                    intent.client_id, "failed", error=f"AuthenticationError: {error}"
+                )
+        if self.state is not TradingState.HALTED:
+            # Alert once, on the way in: a halted account keeps cycling (and watching).
+            self.state = TradingState.HALTED
+            await self.journal.enqueue_alert(
+                CRITICAL, f"[{self.name}] HALTED: {error}. Fix the API keys, then restart."
+            )
+        return CycleReport(self.name, started, self.clock(), "halted", error=str(error))
 
     async def _failed(self, started: datetime, error: ExchangeError) -> CycleReport:
         self.failures_in_row += 1
@@ -196,7 +226,7 @@ class AccountService:
             await self.journal.enqueue_alert(INFO, f"[{self.name}] exchange reachable again")
         self.failures_in_row = 0
         before = account_metrics(snapshot)
-        await self._record(snapshot, before)
+        await self._record(snapshot, before, cycle_id)
 
         now = self.clock()
         targets = await self.current_targets()
@@ -220,11 +250,13 @@ class AccountService:
         if outcomes:
             verified = await exchange.fetch_snapshot()
             after = account_metrics(verified)
-            await self._record(verified, after)
+            await self._record(verified, after, cycle_id)
             await self._alert_outcomes(outcomes, before, after)
 
         status = "ok"
-        if state is TradingState.PAUSED:
+        if state is TradingState.HALTED:
+            status = "halted"
+        elif state is TradingState.PAUSED:
             status = "paused"
         elif self.runtime.dry_run and decision.denied:
             status = "dry_run"
@@ -235,10 +267,12 @@ class AccountService:
             tuple(notes),
         )  # fmt: skip
 
-    async def _record(self, snapshot: AccountSnapshot, metrics: ScopeMetrics) -> None:
+    async def _record(
+        self, snapshot: AccountSnapshot, metrics: ScopeMetrics, cycle_id: int
+    ) -> None:
         await self.journal.record_snapshot(
             self.name, snapshot, metrics.equity, metrics.notional, metrics.leverage,
-            metrics.margin_ratio,
+            metrics.margin_ratio, cycle_id,
         )  # fmt: skip
 
     async def _journal_denied(

@@ -24,6 +24,7 @@ from bot.store.tables import ActionRow
 logger = logging.getLogger(__name__)
 
 _ORDER_KINDS = (ActionKind.REDUCE_ORDER.value, ActionKind.INCREASE_ORDER.value)
+_MAYBE_DONE = (ActionStatus.OK.value, ActionStatus.UNKNOWN.value, ActionStatus.PENDING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +145,11 @@ class ActionLog(JournalBase):
             await session.commit()
 
     async def recent_activity(self, account: str, now: datetime) -> RecentActivity:
-        """Caps and cooldowns: successful transfers in since UTC midnight, last order per scope.
+        """Caps and cooldowns: transfers in since UTC midnight, last order per scope.
 
-        Only successful, real actions count, by the time their intent was written.
+        Real actions count by the time their intent was written: successful ones, and
+        those whose outcome is unknown or still pending (they have most likely happened,
+        so the cap and the cooldown err on the safe side).
         """
         now = self._now(now)
         midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -155,7 +158,7 @@ class ActionLog(JournalBase):
                 select(col(ActionRow.amount)).where(
                     col(ActionRow.account) == account,
                     col(ActionRow.kind) == ActionKind.TRANSFER_IN.value,
-                    col(ActionRow.status) == ActionStatus.OK.value,
+                    col(ActionRow.status).in_(_MAYBE_DONE),
                     col(ActionRow.dry_run).is_(False),
                     col(ActionRow.created_at) >= midnight,
                     col(ActionRow.created_at) <= now,
@@ -167,7 +170,7 @@ class ActionLog(JournalBase):
                 .where(
                     col(ActionRow.account) == account,
                     col(ActionRow.kind).in_(_ORDER_KINDS),
-                    col(ActionRow.status) == ActionStatus.OK.value,
+                    col(ActionRow.status).in_(_MAYBE_DONE),
                     col(ActionRow.dry_run).is_(False),
                     col(ActionRow.created_at) <= now,
                 )

@@ -38,6 +38,7 @@ from bot.store.records import (
     ActionRecord,
     CycleRecord,
     CycleStatus,
+    RunRecord,
     SnapshotRecord,
 )
 from bot.store.sessions import utc_now
@@ -106,6 +107,15 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
             await session.commit()
         if run_id == self._run_id:
             self._run_id = None
+
+    async def runs(self) -> list[RunRecord]:
+        """Every daemon run, oldest first (`stopped_at` None: still running, or crashed)."""
+        async with self._session() as session:
+            rows = await session.exec(select(DaemonRunRow).order_by(col(DaemonRunRow.id)))
+            return [
+                RunRecord(row_id(r.id), r.pid, r.version, r.started_at, r.stopped_at, r.exit_reason)
+                for r in rows
+            ]
 
     async def start_cycle(self, account: str, at: datetime) -> int:
         """Open a cycle (status `running` until `finish_cycle`). Returns its id."""

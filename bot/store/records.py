@@ -143,3 +143,15 @@ class AuditRecord:
     args: str
     allowed: bool
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One daemon run."""
+
+    id: int
+    pid: int
+    version: str
+    started_at: datetime
+    stopped_at: datetime | None
+    exit_reason: str | None
