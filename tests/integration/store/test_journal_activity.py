@@ -31,7 +31,7 @@ async def _journal(
     )
 
 
-async def test_recent_activity_when_transfers_today_then_only_successful_real_ins_summed(
+async def test_recent_activity_when_transfers_today_then_real_ins_that_may_have_happened_summed(
     journal: Journal,
 ) -> None:
     await _journal(journal, transfer_in("100.25"), "t1", MIDNIGHT)
@@ -42,11 +42,14 @@ async def test_recent_activity_when_transfers_today_then_only_successful_real_in
     await _journal(journal, transfer_out("9"), "out", NOW)
     await _journal(journal, transfer_in("10"), "other", NOW, account="other")
     await _journal(journal, transfer_in("11"), "later", NOW + timedelta(minutes=1))
+    # Interrupted: the transfer may well have happened, so the cap counts it.
     await journal.record_intent("main", None, transfer_in("12"), "pending", at=NOW)
+    await journal.record_intent("main", None, transfer_in("13"), "unknown", at=NOW)
+    await journal.resolve_intent("unknown", "unknown", error="interrupted")
 
     activity = await journal.recent_activity("main", NOW)
 
-    assert activity.transferred_today == Decimal("150.00")
+    assert activity.transferred_today == Decimal("175.00")  # 100.25 + 49.75 + 12 + 13
 
 
 async def test_recent_activity_when_now_not_utc_then_day_starts_at_utc_midnight(
