@@ -78,7 +78,7 @@ async def _bench_accounts(count: int, rounds: int) -> None:
             # Round 0 rebalances every account (opened at ~3.9x); later rounds are steady.
             if round_index == 2:
                 for exchange in exchanges:
-                    exchange.set_mark(btc, Decimal(40000))
+                    exchange.set_mark(btc, Decimal(36000))
             started, cpu = time.perf_counter(), time.process_time()
             reports = await asyncio.gather(*(s.run_cycle() for s in services))
             wall = time.perf_counter() - started
