@@ -29,6 +29,8 @@ from bot.store.journal import Journal
 logger = logging.getLogger(__name__)
 
 INFO, ACTION, WARNING, CRITICAL = "info", "action", "warning", "critical"
+# While an emergency lasts (e.g. on a paused account), repeat its alert this often.
+EMERGENCY_REPEAT = timedelta(minutes=15)
 # Order states that mean the exchange did nothing, when nothing was filled.
 DEAD_ORDER_STATES = frozenset({"canceled", "cancelled", "rejected", "expired"})
 
@@ -78,6 +80,7 @@ class AccountService:
     failures_in_row: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _reconciled: bool = False
+    _emergency_alerted_at: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -237,6 +240,8 @@ class AccountService:
         decision = gate(plan, state, self.runtime.dry_run)
         if plan.emergency:
             await self._alert_emergency(plan, decision, state)
+        else:
+            self._emergency_alerted_at = None
 
         outcomes: list[ActionOutcome] = []
         if decision.denied:
@@ -292,6 +297,12 @@ class AccountService:
     async def _alert_emergency(
         self, plan: Plan, decision: GateDecision, state: TradingState
     ) -> None:
+        """Critical alert when an emergency starts, then at most every EMERGENCY_REPEAT."""
+        now = self.clock()
+        last = self._emergency_alerted_at
+        if last is not None and now - last < EMERGENCY_REPEAT:
+            return
+        self._emergency_alerted_at = now
         emergency = (a for a in plan.actions if a.reason.rule is Rule.EMERGENCY)
         reasons = sorted({a.reason.describe() for a in emergency})
         held = "" if not decision.denied else f" NOT ACTING: {decision.denied[0].reason}."

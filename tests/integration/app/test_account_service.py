@@ -481,6 +481,23 @@ async def test_run_cycle_when_emergency_while_paused_then_critical_alert_says_no
     assert "EMERGENCY (paused). NOT ACTING: account paused by the owner." in critical.text
 
 
+async def test_run_cycle_when_emergency_persists_then_alert_repeats_only_every_15_minutes(
+    journal: Journal, clock: FakeClock
+) -> None:
+    exchange = ScriptedExchange(venue(clock, source="0", mark="40200"))
+    await journal.set_paused(ACCOUNT, True, by="owner")
+    account = service(exchange, journal, clock)
+
+    for _ in range(3):  # three cycles a minute apart: one alert
+        await account.run_cycle()
+        clock.now += timedelta(minutes=1)
+    clock.now += timedelta(minutes=13)
+    await account.run_cycle()  # 16 minutes after the first alert: a reminder
+
+    critical = [a for a in await alerts(journal, clock) if a.level == "critical"]
+    assert len(critical) == 2
+
+
 # -- crash windows: a new process on the same database and the same venue -------------
 
 
