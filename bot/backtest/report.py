@@ -93,9 +93,16 @@ def plot_report(path: Path, scenario: Scenario, results: Mapping[str, PolicyResu
     for level, style in ((scenario.target.min, "--"), (scenario.target.leverage, "-"),
                          (scenario.target.max, "--")):  # fmt: skip
         leverage_axis.axhline(float(level), color="red", ls=style, lw=0.7, alpha=0.7)
-    leverage_axis.set_ylabel("leverage (after each cycle)")
+    # Baselines can spike to 100x+ before a liquidation; clip so the band stays readable.
+    ceiling = float(scenario.target.max) * 3
+    peak = max((float(r.leverage) for res in results.values() for r in res.timeline
+                if r.leverage is not None), default=0.0)  # fmt: skip
+    label = "leverage (after each cycle)"
+    if peak > ceiling:
+        label += f", clipped at {ceiling:g}x (peak {peak:.0f}x)"
+    leverage_axis.set_ylabel(label)
     leverage_axis.legend(loc="upper left")
-    leverage_axis.set_ylim(bottom=0)
+    leverage_axis.set_ylim(0, min(max(peak * 1.05, float(scenario.target.max) * 1.2), ceiling))
     figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
