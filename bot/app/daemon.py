@@ -45,7 +45,7 @@ class Daemon:
     channel: AlertChannel = field(default_factory=LogChannel)
     telegram: TelegramRunner | None = None
 
-    async def run(self, on_started: Callable[[Daemon], None] | None = None) -> int:
+    async def run(self) -> int:
         """Run until `stop` is set (by a signal or a caller); returns the exit code."""
         # Signals first: a SIGTERM during start-up then means "stop once started".
         self._install_signal_handlers()
@@ -71,8 +71,6 @@ class Daemon:
             self._start_telegram(journal, scheduler)
             scheduler.start()
             logger.info("levbot running: %s", names)
-            if on_started is not None:
-                on_started(self)
             await self.stop.wait()
         except BaseException as error:
             reason = f"crashed: {type(error).__name__}"
@@ -101,9 +99,6 @@ class Daemon:
         assert self.journal is not None
         rows = await account_statuses(self.journal, self.config)
         await self.journal.enqueue_alert(INFO, daily_summary(rows))
-
-    def request_stop(self) -> None:
-        self.stop.set()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
