@@ -9,19 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.domain.actions import Action, ActionKind, Plan
+from bot.domain.actions import Action, Plan
 
 
 class TradingState(StrEnum):
-    """ACTIVE acts; REDUCING only lowers risk; PAUSED and HALTED only watch."""
+    """ACTIVE acts; PAUSED (by the owner) and HALTED (bad keys) only watch."""
 
     ACTIVE = "active"
-    REDUCING = "reducing"
     PAUSED = "paused"
     HALTED = "halted"
-
-
-RISK_REDUCING = frozenset({ActionKind.TRANSFER_IN, ActionKind.ADD_MARGIN, ActionKind.REDUCE_ORDER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +54,6 @@ def _denial(action: Action, state: TradingState, dry_run: bool) -> str | None:
         return "account halted (authentication or permission error); fix keys and resume"
     if state is TradingState.PAUSED:
         return "account paused by the owner"
-    if state is TradingState.REDUCING and action.kind not in RISK_REDUCING:
-        return f"reducing only: {action.kind.value} would add risk"
     if dry_run:
         return "dry run: nothing is sent to the exchange"
     return None
