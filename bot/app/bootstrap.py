@@ -91,4 +91,5 @@ def build_runtime(account: AccountConfig, exchange: Exchange) -> AccountRuntime:
         policy=account.to_policy(),
         interval=timedelta(seconds=account.interval_seconds),
         dry_run=account.dry_run,
+        unreachable_after=account.unreachable_alert_after,
     )

@@ -216,6 +216,8 @@ class AccountConfig(ConfigTable):
     # Rewrites the scheme and host of every ccxt API URL (a proxy, or a loopback fake).
     api_base_url: str | None = None
     interval_seconds: int = Field(default=60, ge=1)
+    # Alert "exchange unreachable" after this many failed cycles in a row.
+    unreachable_alert_after: int = Field(default=3, ge=1)
     # Symbols to watch; empty means every open position.
     symbols: tuple[Symbol, ...] = ()
     target: TargetConfig

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from bot.app.bootstrap import build_runtime
 from bot.app.config import ConfigError, LevbotConfig, load_config
+from bot.exchange.sim.exchange import SimulatedExchange
+from bot.exchange.sim.markets import binance_usdm_markets
 
 Load = Callable[..., LevbotConfig]
 Problems = Callable[..., tuple[str, ...]]
@@ -288,3 +292,21 @@ def test_load_config_when_example_without_env_then_every_variable_is_named(name:
 
     assert caught.value.problems
     assert all("environment variable" in line for line in caught.value.problems)
+
+
+def test_load_config_when_unreachable_alert_after_set_then_the_runtime_uses_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    body = (
+        '[[accounts]]\nname = "a"\nexchange = "sim"\nunreachable_alert_after = {n}\n'
+        "[accounts.target]\nleverage = 3\nmin = 2\nmax = 4\n[accounts.sim]\nleverage = 3\n"
+    )
+    path.write_text(body.format(n=5))
+    account = load_config(path, env={}).accounts[0]
+    exchange = SimulatedExchange(markets=binance_usdm_markets(), clock=lambda: datetime.now(UTC))
+    assert build_runtime(account, exchange).unreachable_after == 5
+
+    path.write_text(body.format(n=0))
+    with pytest.raises(ConfigError, match=r"accounts\[0\]\.unreachable_alert_after"):
+        load_config(path, env={})
