@@ -112,7 +112,7 @@ async def test_daemon_when_telegram_configured_then_alerts_arrive_and_pause_hold
         await fake_bot_api.wait_for_message(OWNER, "paused: watching", timeout=15)
         before = await ok_actions(db)
         # The crash goes on: paused cycles plan, hold the actions back, and say so.
-        deadline = asyncio.get_running_loop().time() + 30
+        deadline = asyncio.get_running_loop().time() + 45
         while await cycles_with_notes(db, "held back") == 0:
             assert asyncio.get_running_loop().time() < deadline, "no held-back cycle seen"
             await asyncio.sleep(0.5)
