@@ -11,17 +11,15 @@ from decimal import Decimal
 
 from bot.domain.actions import MarginAdjustment, Rule, Transfer
 from bot.domain.leverage import round_down, round_up
-from bot.domain.models import ZERO, AccountSnapshot, Position
-from bot.domain.planning_state import Budget, Scope, ScopeState, reason_for
+from bot.domain.models import ZERO, Position
+from bot.domain.planning_state import PlanContext, Scope, ScopeState, reason_for
 
 
-def add_collateral(
-    scope: Scope, snapshot: AccountSnapshot, budget: Budget, work: ScopeState, rule: Rule
-) -> None:
+def add_collateral(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> None:
     """Bring the scope's equity up to `gross / T`, as far as the budget allows."""
-    step = Decimal(1).scaleb(-snapshot.transfer_places)
+    snapshot, budget, step = ctx.snapshot, ctx.budget, ctx.transfer_step
     need = round_up(work.gross / scope.target.leverage - work.equity, step)
-    before = ScopeState(work.equity, work.gross, [], [])
+    before = work.checkpoint()
 
     if scope.isolated is None:
         amount = min(need, round_down(budget.source, step))
@@ -84,13 +82,13 @@ def add_collateral(
 
 
 def repledge_released_margin(
+    ctx: PlanContext,
     scope: Scope,
-    snapshot: AccountSnapshot,
+    work: ScopeState,
+    rule: Rule,
     position: Position,
     amount: Decimal,
     fee_paid: Decimal,
-    rule: Rule,
-    work: ScopeState,
 ) -> None:
     """Isolated reduces release margin pro rata: put it back so the leverage falls.
 
@@ -102,11 +100,11 @@ def repledge_released_margin(
         return  # closed outright: nothing left to re-pledge to
     fraction = amount / position.contracts
     equity_before_order = work.equity + fee_paid
-    if not snapshot.can_adjust_margin:
+    if not ctx.snapshot.can_adjust_margin:
         work.equity = equity_before_order * (1 - fraction)
         work.notes.append("orders: released isolated margin cannot be re-pledged on this exchange")
         return
-    step = Decimal(1).scaleb(-snapshot.transfer_places)
+    step = ctx.transfer_step
     released = round_down(equity_before_order * fraction - fee_paid, step)
     if released < step:
         return
@@ -122,13 +120,11 @@ def repledge_released_margin(
     )
 
 
-def release_collateral(
-    scope: Scope, snapshot: AccountSnapshot, budget: Budget, work: ScopeState
-) -> None:
+def release_collateral(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> None:
     """Move what the scope holds above `gross / T` out (transfer or isolated margin)."""
-    step = Decimal(1).scaleb(-snapshot.transfer_places)
+    snapshot, budget, step = ctx.snapshot, ctx.budget, ctx.transfer_step
     surplus = round_down(work.equity - work.gross / scope.target.leverage, step)
-    before = ScopeState(work.equity, work.gross, [], [])
+    before = work.checkpoint()
     if scope.isolated is None:
         amount = min(surplus, round_down(budget.derivatives_free, step))
         if amount < max(step, snapshot.min_transfer):
@@ -141,7 +137,7 @@ def release_collateral(
                 snapshot.settle,
                 amount,
                 False,
-                reason_for(scope, Rule.RELEVER, before, work, "release excess collateral"),
+                reason_for(scope, rule, before, work, "release excess collateral"),
             )
         )
         return
@@ -161,7 +157,7 @@ def release_collateral(
             position.side,
             surplus,
             False,
-            reason_for(scope, Rule.RELEVER, before, work, "release isolated margin"),
+            reason_for(scope, rule, before, work, "release isolated margin"),
             hedged=position.hedged,
         )
     )

@@ -7,49 +7,40 @@ rounded to precision, chunked by policy and checked against the market minimums.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
-from bot.domain.actions import Order, RecentActivity, Rule
+from bot.domain.actions import Order, Rule
 from bot.domain.collateral import repledge_released_margin
 from bot.domain.leverage import notional, round_down, round_up
-from bot.domain.models import ZERO, AccountSnapshot, MarketRules, Position
-from bot.domain.planning_state import Budget, Scope, ScopeState, reason_for
+from bot.domain.models import ZERO, MarketRules, Position
+from bot.domain.planning_state import PlanContext, Scope, ScopeState, reason_for
 from bot.domain.targets import Policy
 
 
-def _fee_rate(scope: Scope, markets: dict[str, MarketRules]) -> Decimal:
-    """Notional-weighted taker fee across the scope's positions."""
+def _cost_rate(ctx: PlanContext, scope: Scope) -> Decimal:
+    """Equity lost per unit of notional traded: the weighted taker fee plus slippage."""
     total = ZERO
     weighted = ZERO
     for p in scope.positions:
         n = notional(p)
         total += n
-        weighted += n * markets[p.symbol].taker_fee
-    return weighted / total if total > ZERO else ZERO
+        weighted += n * ctx.snapshot.markets[p.symbol].taker_fee
+    fee_rate = weighted / total if total > ZERO else ZERO
+    return fee_rate + ctx.policy.slippage_allowance
 
 
-def _in_cooldown(
-    scope: Scope, policy: Policy, now: datetime, activity: RecentActivity, work: ScopeState
-) -> bool:
-    last = activity.last_order_at.get(scope.name)
-    if last is not None and now - last < policy.cooldown:
-        work.notes.append(f"orders wait for cooldown until {(last + policy.cooldown).isoformat()}")
+def _in_cooldown(ctx: PlanContext, scope: Scope, work: ScopeState) -> bool:
+    last = ctx.activity.last_order_at.get(scope.name)
+    cooldown = ctx.policy.cooldown
+    if last is not None and ctx.now - last < cooldown:
+        work.notes.append(f"orders wait for cooldown until {(last + cooldown).isoformat()}")
         return True
     return False
 
 
-def reduce_exposure(
-    scope: Scope,
-    snapshot: AccountSnapshot,
-    policy: Policy,
-    now: datetime,
-    activity: RecentActivity,
-    budget: Budget,
-    work: ScopeState,
-    rule: Rule,
-) -> None:
+def reduce_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> None:
     """Plan reduce-only orders that bring the scope's leverage down to its target."""
+    snapshot, policy = ctx.snapshot, ctx.policy
     emergency = rule is Rule.EMERGENCY
     if scope.isolated is not None and not snapshot.can_adjust_margin and not emergency:
         # The reduce releases margin pro rata; without re-pledging it the leverage stays
@@ -59,10 +50,10 @@ def reduce_exposure(
             "leaves its leverage unchanged"
         )
         return
-    if not emergency and _in_cooldown(scope, policy, now, activity, work):
+    if not emergency and _in_cooldown(ctx, scope, work):
         return
     target = scope.target.leverage
-    cost = _fee_rate(scope, snapshot.markets) + policy.slippage_allowance
+    cost = _cost_rate(ctx, scope)
     denominator = Decimal(1) - target * cost
     if denominator <= ZERO:
         work.notes.append("orders: fee too high for this target")
@@ -70,7 +61,7 @@ def reduce_exposure(
     # Reducing notional by dN costs (f + slippage) * dN of equity:
     # dN = (N - T * E') / (1 - T * (f + s)).
     wanted = min((work.gross - target * work.equity) / denominator, work.gross)
-    before = ScopeState(work.equity, work.gross, [], [])
+    before = work.checkpoint()
     total = work.gross
     for position in sorted(scope.positions, key=lambda p: p.key):
         share = wanted * notional(position) / total
@@ -99,7 +90,7 @@ def reduce_exposure(
             )
         )
         if scope.isolated is not None:
-            repledge_released_margin(scope, snapshot, position, amount, fee_paid, rule, work)
+            repledge_released_margin(ctx, scope, work, rule, position, amount, fee_paid)
 
 
 def _order_amount(
@@ -143,22 +134,16 @@ def _order_amount(
     return None
 
 
-def increase_exposure(
-    scope: Scope,
-    snapshot: AccountSnapshot,
-    policy: Policy,
-    now: datetime,
-    activity: RecentActivity,
-    work: ScopeState,
-) -> None:
+def increase_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> None:
     """Plan orders that raise the scope's leverage up to its target (when allowed)."""
-    if _in_cooldown(scope, policy, now, activity, work):
+    if _in_cooldown(ctx, scope, work):
         return
+    snapshot, policy = ctx.snapshot, ctx.policy
     target = scope.target.leverage
-    cost = _fee_rate(scope, snapshot.markets) + policy.slippage_allowance
+    cost = _cost_rate(ctx, scope)
     # Adding dN of notional costs (f + s) * dN: dN = (T * E - N) / (1 + T * (f + s)).
     wanted = (target * work.equity - work.gross) / (Decimal(1) + target * cost)
-    before = ScopeState(work.equity, work.gross, [], [])
+    before = work.checkpoint()
     total = work.gross
     for position in sorted(scope.positions, key=lambda p: p.key):
         share = wanted * notional(position) / total
@@ -179,7 +164,7 @@ def increase_exposure(
                 False,
                 price,
                 added,
-                reason_for(scope, Rule.RELEVER, before, work, "increase exposure (allowed)"),
+                reason_for(scope, rule, before, work, "increase exposure (allowed)"),
                 hedged=position.hedged,
             )
         )

@@ -8,6 +8,7 @@ The planner is pure: the clock and the journal's memory come in as arguments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -17,8 +18,11 @@ from bot.domain.collateral import add_collateral, release_collateral
 from bot.domain.leverage import cross_equity, isolated_equity, notional, scope_metrics
 from bot.domain.models import ZERO, AccountSnapshot, Position
 from bot.domain.order_sizing import increase_exposure, reduce_exposure
-from bot.domain.planning_state import Budget, Scope, ScopeState, leverage_of
+from bot.domain.planning_state import Budget, PlanContext, Scope, ScopeState, leverage_of
 from bot.domain.targets import Policy, Prefer, Target, Targets
+
+# A collateral or order step: plans its actions into the scope's state.
+Step = Callable[[PlanContext, Scope, ScopeState, Rule], None]
 
 
 def plan_rebalance(
@@ -35,13 +39,14 @@ def plan_rebalance(
         return Plan(created_at=now, notes=(f"no action: {problem}",))
 
     budget = _initial_budget(snapshot, policy, activity)
+    ctx = PlanContext(snapshot, policy, now, activity, budget)
     actions: list[Action] = []
     decisions: list[ScopeDecision] = []
-    for scope_actions, decision in _plan_cross(snapshot, targets, policy, now, activity, budget):
+    for scope_actions, decision in _plan_cross(ctx, targets):
         actions.extend(scope_actions)
         decisions.append(decision)
     for scope in _isolated_scopes(snapshot, targets):
-        scope_actions, decision, _ = _plan_scope(scope, snapshot, policy, now, activity, budget)
+        scope_actions, decision, _ = _plan_scope(ctx, scope)
         actions.extend(scope_actions)
         decisions.append(decision)
     return Plan(created_at=now, actions=tuple(actions), decisions=tuple(decisions))
@@ -77,19 +82,13 @@ def _initial_budget(snapshot: AccountSnapshot, policy: Policy, activity: RecentA
     return Budget(source=source, derivatives_free=max(ZERO, snapshot.derivatives.free))
 
 
-def _plan_cross(
-    snapshot: AccountSnapshot,
-    targets: Targets,
-    policy: Policy,
-    now: datetime,
-    activity: RecentActivity,
-    budget: Budget,
-) -> list[tuple[list[Action], ScopeDecision]]:
+def _plan_cross(ctx: PlanContext, targets: Targets) -> list[tuple[list[Action], ScopeDecision]]:
     """The account scope, then each per-symbol override (it bounds that symbol's n / E).
 
     The cross scopes share one equity, so each starts from the equity and positions the
     scopes before it planned: a transfer or a cut is never counted twice.
     """
+    snapshot = ctx.snapshot
     positions = snapshot.cross_positions()
     equity = (
         snapshot.pooled_equity
@@ -105,7 +104,7 @@ def _plan_cross(
         if not legs:
             continue  # the scopes before closed this symbol outright
         scope = Scope(name, legs, equity, target, None)
-        actions, decision, work = _plan_scope(scope, snapshot, policy, now, activity, budget)
+        actions, decision, work = _plan_scope(ctx, scope)
         planned.append((actions, decision))
         positions, equity = _after_orders(positions, actions), work.equity
     if positions:
@@ -117,7 +116,7 @@ def _plan_cross(
             / target.leverage
             for _, target, symbol in bands
         )
-        budget.derivatives_free = min(budget.derivatives_free, max(ZERO, surplus))
+        ctx.budget.derivatives_free = min(ctx.budget.derivatives_free, max(ZERO, surplus))
     return planned
 
 
@@ -162,16 +161,9 @@ def _isolated_scopes(snapshot: AccountSnapshot, targets: Targets) -> list[Scope]
     ]
 
 
-def _plan_scope(
-    scope: Scope,
-    snapshot: AccountSnapshot,
-    policy: Policy,
-    now: datetime,
-    activity: RecentActivity,
-    budget: Budget,
-) -> tuple[list[Action], ScopeDecision, ScopeState]:
+def _plan_scope(ctx: PlanContext, scope: Scope) -> tuple[list[Action], ScopeDecision, ScopeState]:
     target = scope.target
-    metrics = scope_metrics(scope.equity, scope.positions, snapshot.markets)
+    metrics = scope_metrics(scope.equity, scope.positions, ctx.snapshot.markets)
     work = ScopeState(scope.equity, metrics.notional, [], [])
     rule: Rule | None = None
 
@@ -189,9 +181,9 @@ def _plan_scope(
 
     if rule in (Rule.DELEVER, Rule.EMERGENCY):
         assert rule is not None
-        _delever(scope, snapshot, policy, now, activity, budget, work, rule)
+        _delever(ctx, scope, work, rule)
     elif rule is Rule.RELEVER:
-        _relever(scope, snapshot, policy, now, activity, budget, work)
+        _relever(ctx, scope, work)
 
     decision = ScopeDecision(
         scope=scope.name,
@@ -226,52 +218,35 @@ def _above_target(work: ScopeState, target: Target) -> bool:
     return work.gross > target.leverage * work.equity
 
 
-def _delever(
-    scope: Scope,
-    snapshot: AccountSnapshot,
-    policy: Policy,
-    now: datetime,
-    activity: RecentActivity,
-    budget: Budget,
-    work: ScopeState,
-    rule: Rule,
-) -> None:
+def _preferred_order(policy: Policy, collateral: Step | None, orders: Step | None) -> list[Step]:
+    """The collateral and order steps in the owner's preferred order; None means skip it."""
+    steps = (orders, collateral) if policy.prefer is Prefer.ORDERS else (collateral, orders)
+    return [step for step in steps if step is not None]
+
+
+def _delever(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> None:
     if rule is Rule.EMERGENCY and not _above_target(work, scope.target):
         work.notes.append("emergency, but the scope is already at or below its target")
         return
-    steps = ("collateral", "orders")
-    if policy.prefer is Prefer.ORDERS:
-        steps = ("orders", "collateral")
-    for step in steps:
+    for step in _preferred_order(ctx.policy, add_collateral, reduce_exposure):
         if not _above_target(work, scope.target):
             return
-        if step == "collateral":
-            add_collateral(scope, snapshot, budget, work, rule)
-        else:
-            reduce_exposure(scope, snapshot, policy, now, activity, budget, work, rule)
+        step(ctx, scope, work, rule)
     if _above_target(work, scope.target) and not work.actions:
         work.notes.append("no action possible: no free collateral and no order above minimums")
 
 
-def _relever(
-    scope: Scope,
-    snapshot: AccountSnapshot,
-    policy: Policy,
-    now: datetime,
-    activity: RecentActivity,
-    budget: Budget,
-    work: ScopeState,
-) -> None:
+def _relever(ctx: PlanContext, scope: Scope, work: ScopeState) -> None:
+    policy = ctx.policy
     if not (policy.release_excess or policy.allow_increase):
         work.notes.append("below the band; release_excess and allow_increase are off")
         return
-    steps = ("collateral", "orders")
-    if policy.prefer is Prefer.ORDERS:
-        steps = ("orders", "collateral")
+    steps = _preferred_order(
+        policy,
+        release_collateral if policy.release_excess else None,
+        increase_exposure if policy.allow_increase else None,
+    )
     for step in steps:
         if work.gross >= scope.target.leverage * work.equity:
             return
-        if step == "collateral" and policy.release_excess:
-            release_collateral(scope, snapshot, budget, work)
-        elif step == "orders" and policy.allow_increase:
-            increase_exposure(scope, snapshot, policy, now, activity, work)
+        step(ctx, scope, work, Rule.RELEVER)

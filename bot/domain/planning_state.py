@@ -1,17 +1,19 @@
 """The running state of one `plan_rebalance` pass: the funds left, the scope, its figures.
 
-Shared by the planner and its collateral and order steps; each step shrinks the budget
-and moves the scope's equity and gross notional as it plans an action.
+Shared by the planner and its collateral and order steps: each step gets the pass's
+`PlanContext`, shrinks its budget, and moves the scope's equity and gross notional as
+it plans an action.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from bot.domain.actions import Action, Reason, Rule
-from bot.domain.models import ZERO, Position
-from bot.domain.targets import Target
+from bot.domain.actions import Action, Reason, RecentActivity, Rule
+from bot.domain.models import ZERO, AccountSnapshot, Position
+from bot.domain.targets import Policy, Target
 
 
 @dataclass(slots=True)
@@ -20,6 +22,22 @@ class Budget:
 
     source: Decimal  # what may still leave the source wallet (free - floor, daily cap)
     derivatives_free: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What one planning pass is planned against; only the shared budget changes."""
+
+    snapshot: AccountSnapshot
+    policy: Policy
+    now: datetime
+    activity: RecentActivity
+    budget: Budget
+
+    @property
+    def transfer_step(self) -> Decimal:
+        """The smallest amount a transfer or margin change can move."""
+        return Decimal(1).scaleb(-self.snapshot.transfer_places)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +57,10 @@ class ScopeState:
     gross: Decimal
     actions: list[Action]
     notes: list[str]
+
+    def checkpoint(self) -> ScopeState:
+        """The figures as they are now, to measure the leverage after an action against."""
+        return ScopeState(self.equity, self.gross, [], [])
 
 
 def leverage_of(gross: Decimal, equity: Decimal) -> Decimal | None:
