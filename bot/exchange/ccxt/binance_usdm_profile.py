@@ -1,0 +1,117 @@
+"""Binance USDⓈ-M futures under ccxt 4.5 (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from bot.domain.models import MaintenanceTier, Side, WalletBalance
+from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
+from bot.exchange.ccxt.payloads import (
+    decimal_or_none,
+    decimal_or_zero,
+    entry_for,
+    tiers_from_ccxt,
+)
+from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
+from bot.exchange.ccxt.urls import classify_by_original_urls
+from bot.exchange.port import CapabilityMissing
+
+
+class BinanceUsdmProfile(ExchangeProfile):
+    """Binance USDⓈ-M futures."""
+
+    exchange_id = "binanceusdm"
+    # Without these, load_markets also calls spot and margin endpoints.
+    options: ClassVar[Mapping[str, Any]] = {"fetchCurrencies": False, "fetchMargins": False}
+    # 'swap' is UMFUTURE: spot -> swap is MAIN_UMFUTURE. Never 'future': ccxt reads an
+    # unknown account name as an isolated-margin symbol and moves funds there.
+    derivatives_account = "swap"
+    source_accounts: ClassVar[Mapping[CollateralSource, str]] = {
+        "spot": "spot",
+        "funding": "funding",
+    }
+
+    def check(self, settings: CcxtSettings) -> None:
+        if settings.environment == "testnet":
+            # set_sandbox_mode still exists, but every private call then raises NotSupported.
+            raise CapabilityMissing(
+                "binanceusdm: ccxt 4.5 deprecates the Binance futures testnet; use "
+                'environment = "demo" (demo trading, with keys made on demo.binance.com)'
+            )
+        super().check(settings)
+
+    def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
+        if environment == "demo":
+            exchange.enable_demo_trading(True)
+
+    def point_at(self, exchange: Ccxt, base_url: str) -> None:
+        # ccxt picks Binance's error table (spot, linear, ...) by the request URL's host:
+        # behind a rebased URL, -2019 "Margin is insufficient" would no longer read as
+        # InsufficientFunds.
+        original = exchange.urls["api"]
+        super().point_at(exchange, base_url)
+        classify_by_original_urls(exchange, original)
+
+    def build_source(self, settings: CcxtSettings) -> Ccxt:
+        # binanceusdm.fetch_balance ignores type='spot' / 'funding' (its default subType
+        # 'linear' wins) and returns the futures wallet: the spot and funding wallets are
+        # read through a plain binance instance with the same keys.
+        spot = self._instance("binance", settings)
+        # binance.fetch_balance would otherwise load every spot market first.
+        spot.set_markets([])
+        return spot
+
+    def source_balance_params(self, source: CollateralSource) -> Params:
+        return {} if source == "spot" else {"type": "funding"}
+
+    def derivatives_wallet(self, balance: Mapping[str, Any], settle: str) -> WalletBalance:
+        # ccxt's total is the margin balance (with uPnL, and isolated wallets): read the
+        # cross wallet balance W and the transferable amount from the asset's row.
+        asset = entry_for(balance.get("info", {}).get("assets", []), "asset", settle)
+        return WalletBalance(
+            decimal_or_zero(asset.get("crossWalletBalance")),
+            decimal_or_zero(asset.get("maxWithdrawAmount")),
+        )
+
+    async def fetch_collateral_pooling(self, exchange: Ccxt) -> bool:
+        # /fapi/v3/account no longer says whether multi-assets mode is on.
+        response = await exchange.fapiPrivateGetMultiAssetsMargin()
+        return bool(response.get("multiAssetsMargin"))
+
+    def pooled_equity(
+        self, balance: Mapping[str, Any], settle: str, pooling: bool | None
+    ) -> Decimal | None:
+        # In multi-assets mode the account totals are in USD across all collateral
+        # (and isolated margin is not allowed, so the margin balance is all cross).
+        if not pooling:
+            return None
+        return decimal_or_none(balance.get("info", {}).get("totalMarginBalance"))
+
+    def maintenance_margin(self, position: Mapping[str, Any]) -> Decimal | None:
+        # ccxt computes rate * notional and forgets the tier's cumulative amount; the
+        # venue's own figure is in positionRisk v3.
+        reported = decimal_or_none(position.get("info", {}).get("maintMargin"))
+        return reported if reported is not None else super().maintenance_margin(position)
+
+    def isolated_margin(self, position: Mapping[str, Any]) -> Decimal:
+        return decimal_or_zero(position.get("info", {}).get("isolatedWallet"))
+
+    async def fetch_tiers(
+        self, exchange: Ccxt, symbols: Sequence[str], reload: bool
+    ) -> dict[str, tuple[MaintenanceTier, ...]]:
+        # ccxt keeps the leverage brackets for its own position parsing: reading them
+        # through the same cache costs one request for every symbol, shared with it.
+        brackets: Mapping[str, Sequence[Sequence[str]]] = await exchange.load_leverage_brackets(
+            reload
+        )
+        return {
+            symbol: tiers_from_ccxt(
+                [{"minNotional": floor, "maintenanceMarginRate": rate} for floor, rate in rows]
+            )
+            for symbol, rows in brackets.items()
+        }
+
+    def margin_params(self, side: Side, hedged: bool) -> Params:
+        return {"positionSide": side.value.upper()} if hedged else {}

@@ -1,0 +1,167 @@
+"""The quirks every venue shares, and the hooks a venue's profile overrides (DESIGN.md §7).
+
+Everything here touches raw ccxt objects (`Ccxt`, plain dicts); it is the border, so
+`Any` stays in this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import ccxt.async_support as ccxt
+
+from bot.domain.models import MaintenanceTier, MarginMode, Side, WalletBalance
+from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero
+from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
+from bot.exchange.ccxt.urls import rebase_urls
+from bot.exchange.port import CapabilityMissing, OrderRequest
+
+# A ccxt.async_support exchange instance (ccxt ships no type information).
+Ccxt = Any
+Params = dict[str, Any]
+
+
+class ExchangeProfile:
+    """The quirks of one venue. Subclasses override only what differs."""
+
+    exchange_id: ClassVar[str]
+    # Options passed to the ccxt constructor.
+    options: ClassVar[Mapping[str, Any]] = {}
+    # ccxt's `transfer` account names: the derivatives wallet, and each collateral source.
+    derivatives_account: ClassVar[str]
+    source_accounts: ClassVar[Mapping[CollateralSource, str]]
+    can_adjust_margin: ClassVar[bool] = True
+    # None of the three documents a minimum transfer above the amount's precision.
+    min_transfer: ClassVar[Decimal] = Decimal("0.01")
+    transfer_places: ClassVar[int] = 2
+
+    # -- building the ccxt instances ------------------------------------------------
+
+    def check(self, settings: CcxtSettings) -> None:
+        """Refuse settings the venue cannot serve, with a message that says what to do."""
+        if settings.collateral_source not in self.source_accounts:
+            offered = ", ".join(self.source_accounts)
+            raise CapabilityMissing(
+                f"{self.exchange_id}: collateral_source {settings.collateral_source!r} is not "
+                f"available; use {offered}"
+            )
+
+    def build(self, settings: CcxtSettings) -> Ccxt:
+        """The derivatives-account ccxt instance, in the settings' environment."""
+        self.check(settings)
+        return self._instance(self.exchange_id, settings)
+
+    def build_source(self, settings: CcxtSettings) -> Ccxt | None:
+        """A second instance for reading the source wallet, when the first cannot."""
+        return None
+
+    def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
+        raise NotImplementedError
+
+    def _instance(self, ccxt_id: str, settings: CcxtSettings) -> Ccxt:
+        config: Params = {"enableRateLimit": True, "options": dict(self.options)}
+        if settings.api_key is not None:
+            config["apiKey"] = settings.api_key
+        if settings.secret is not None:
+            config["secret"] = settings.secret
+        if settings.password is not None:
+            config["password"] = settings.password
+        exchange = getattr(ccxt, ccxt_id)(config)
+        self.apply_environment(exchange, settings.environment)
+        if settings.api_base_url is not None:
+            self.point_at(exchange, settings.api_base_url)
+        return exchange
+
+    def point_at(self, exchange: Ccxt, base_url: str) -> None:
+        """Send every API call to `base_url` (same paths): a proxy, or a loopback fake."""
+        exchange.urls["api"] = rebase_urls(exchange.urls["api"], base_url)
+
+    # -- reading balances and positions -------------------------------------------
+
+    def derivatives_balance_params(self) -> Params:
+        return {}
+
+    def source_balance_params(self, source: CollateralSource) -> Params:
+        return {"type": "funding"}
+
+    def positions_params(self, settle: str) -> Params:
+        return {}
+
+    def derivatives_wallet(self, balance: Mapping[str, Any], settle: str) -> WalletBalance:
+        """W (wallet balance without unrealized PnL) and what may leave it now."""
+        entry = balance.get(settle) or {}
+        return WalletBalance(
+            decimal_or_zero(entry.get("total")), decimal_or_zero(entry.get("free"))
+        )
+
+    async def fetch_collateral_pooling(self, exchange: Ccxt) -> bool | None:
+        """Whether collateral is pooled across assets, when only a separate call tells.
+
+        None means the balance payload itself says (see `pooled_equity`).
+        """
+        return None
+
+    def pooled_equity(
+        self, balance: Mapping[str, Any], settle: str, pooling: bool | None
+    ) -> Decimal | None:
+        """The venue's own cross equity where it pools collateral, else None."""
+        return None
+
+    def margin_mode(self, position: Mapping[str, Any], default: MarginMode) -> MarginMode:
+        mode = position.get("marginMode")
+        return MarginMode(mode) if mode in ("cross", "isolated") else default
+
+    def maintenance_margin(self, position: Mapping[str, Any]) -> Decimal | None:
+        return decimal_or_none(position.get("maintenanceMargin"))
+
+    def isolated_margin(self, position: Mapping[str, Any]) -> Decimal:
+        """Margin held by an isolated position, without its unrealized PnL."""
+        return decimal_or_zero(position.get("positionMargin"))
+
+    async def fetch_tiers(
+        self, exchange: Ccxt, symbols: Sequence[str], reload: bool
+    ) -> dict[str, tuple[MaintenanceTier, ...]]:
+        """Maintenance tiers (notional floor, rate) for `symbols`; {} where unknown."""
+        return {}
+
+    # -- writing ------------------------------------------------------------------------
+
+    def order_params(self, request: OrderRequest, hedged: bool, margin_mode: MarginMode) -> Params:
+        # 'clientOrderId' is ccxt's unified name: newClientOrderId / orderLinkId / clOrdId.
+        params: Params = {"clientOrderId": request.client_order_id}
+        if request.reduce_only:
+            params["reduceOnly"] = True
+        if hedged:
+            # ccxt turns this into positionSide / positionIdx / posSide from the order side
+            # and reduceOnly (and drops reduceOnly where the venue rejects it in hedge mode).
+            params["hedged"] = True
+        return params
+
+    def margin_params(self, side: Side, hedged: bool) -> Params:
+        return {}
+
+    async def modify_margin(
+        self, exchange: Ccxt, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool
+    ) -> Decimal | None:
+        """Add or remove isolated margin; returns the amount the venue reports taking."""
+        params = self.margin_params(side, hedged)
+        method = exchange.add_margin if add else exchange.reduce_margin
+        result = await method(symbol, float(amount), params)
+        return decimal_or_none(result.get("amount"))
+
+    def transfer_params(self, client_id: str) -> Params:
+        return {}
+
+    async def find_order(
+        self, exchange: Ccxt, symbol: str, client_order_id: str
+    ) -> Mapping[str, Any] | None:
+        """The order with this client id, or None when the venue does not know it."""
+        try:
+            order: Mapping[str, Any] = await exchange.fetch_order(
+                "", symbol, {"clientOrderId": client_order_id}
+            )
+        except ccxt.OrderNotFound:
+            return None
+        return order

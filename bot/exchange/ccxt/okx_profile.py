@@ -1,0 +1,93 @@
+"""OKX's trading account, perpetual swaps, under ccxt 4.5 (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from bot.domain.models import ZERO, MarginMode, Side, WalletBalance
+from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
+from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero, entry_for
+from bot.exchange.ccxt.settings import CollateralSource, Environment
+from bot.exchange.port import OrderRequest
+
+
+class OkxProfile(ExchangeProfile):
+    """OKX trading account, perpetual swaps."""
+
+    exchange_id = "okx"
+    options: ClassVar[Mapping[str, Any]] = {"fetchMarkets": {"types": ["swap"]}}
+    derivatives_account = "trading"
+    source_accounts: ClassVar[Mapping[CollateralSource, str]] = {"funding": "funding"}
+
+    def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
+        # OKX's sandbox is its demo trading: same host, header x-simulated-trading: 1.
+        if environment in ("testnet", "demo"):
+            exchange.set_sandbox_mode(True)
+
+    def positions_params(self, settle: str) -> Params:
+        return {"instType": "SWAP"}
+
+    def derivatives_wallet(self, balance: Mapping[str, Any], settle: str) -> WalletBalance:
+        # ccxt's total is eq (with uPnL); the cash balance is W. Free: the smaller of the
+        # available balance and equity (either may be empty, by account mode).
+        detail = _okx_detail(balance, settle)
+        available = [
+            number
+            for number in (decimal_or_none(detail.get(key)) for key in ("availBal", "availEq"))
+            if number is not None
+        ]
+        free = min(available) if available else ZERO
+        return WalletBalance(decimal_or_zero(detail.get("cashBal")), free)
+
+    def pooled_equity(
+        self, balance: Mapping[str, Any], settle: str, pooling: bool | None
+    ) -> Decimal | None:
+        # Multi-currency and portfolio margin: adjusted equity in USD across currencies.
+        # Single-currency margin: the settle currency's equity minus its isolated part.
+        adjusted = decimal_or_none(_okx_account(balance).get("adjEq"))
+        if adjusted is not None:
+            return adjusted
+        detail = _okx_detail(balance, settle)
+        equity = decimal_or_none(detail.get("eq"))
+        if equity is None:
+            return None
+        return equity - decimal_or_zero(detail.get("isoEq"))
+
+    def order_params(self, request: OrderRequest, hedged: bool, margin_mode: MarginMode) -> Params:
+        # OKX wants the trade mode of the position the order belongs to (tdMode).
+        return {
+            **super().order_params(request, hedged, margin_mode),
+            "marginMode": margin_mode.value,
+        }
+
+    async def modify_margin(
+        self, exchange: Ccxt, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool
+    ) -> Decimal | None:
+        # ccxt 4.5.90's okx.add_margin / reduce_margin send the request, then fail on the
+        # reply (parse_margin_modification indexes a str: TypeError), hiding a change that
+        # happened. Call the endpoint they wrap, with the body they build.
+        market = exchange.market(symbol)
+        response = await exchange.privatePostAccountPositionMarginBalance(
+            {
+                "instId": market["id"],
+                "amt": str(amount),
+                "type": "add" if add else "reduce",
+                "posSide": side.value if hedged else "net",
+            }
+        )
+        return decimal_or_none(((response.get("data") or [{}])[0]).get("amt"))
+
+    def transfer_params(self, client_id: str) -> Params:
+        # OKX accepts a client id (1-32 letters and digits) on transfers.
+        return {"clientId": client_id} if client_id.isalnum() and len(client_id) <= 32 else {}
+
+
+def _okx_account(balance: Mapping[str, Any]) -> Mapping[str, Any]:
+    account: Mapping[str, Any] = (balance.get("info", {}).get("data") or [{}])[0]
+    return account
+
+
+def _okx_detail(balance: Mapping[str, Any], settle: str) -> Mapping[str, Any]:
+    return entry_for(_okx_account(balance).get("details", []), "ccy", settle)
