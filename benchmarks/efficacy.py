@@ -2,8 +2,9 @@
 
     make efficacy        (or: .venv/bin/python -m benchmarks.efficacy)
 
-Runs BTC and ETH 1m 2021-04-20 -> 05-20 and BTC and ETH perp 5m June-July 2022 with
-funding, long and short, target 3 (band 2.5-3.5) and target 5 (band 4-6), equity 10000,
+Runs BTC and ETH 1m 2021-04-20 -> 05-20, BTC and ETH perp 5m June-July 2022 with
+funding, and BTC and ETH perp 1h 2019-09 -> 2021-12 with funding (2020-03-12 and the
+2020-21 rally), long and short, target 3 (band 2.5-3.5) and target 5 (band 4-6), equity 10000,
 reserve 5000, interval = bar size, and prints a Markdown table per run.
 """
 
@@ -29,6 +30,10 @@ WINDOWS = [
      "binance_perp_BTC_USDT_funding_2022-06-01_2022-08-01.csv", "BTC/USDT:USDT"),
     ("ETH perp 5m 2022-06..07", "binance_perp_ETH_USDT_5m_2022-06-01_2022-08-01.csv",
      "binance_perp_ETH_USDT_funding_2022-06-01_2022-08-01.csv", "ETH/USDT:USDT"),
+    ("BTC perp 1h 2019-09..2021-12", "binance_perp_BTC_USDT_1h_2019-09_2021-12.csv",
+     "binance_perp_BTC_USDT_funding_2019-09_2021-12.csv", "BTC/USDT:USDT"),
+    ("ETH perp 1h 2019-09..2021-12", "binance_perp_ETH_USDT_1h_2019-09_2021-12.csv",
+     "binance_perp_ETH_USDT_funding_2019-09_2021-12.csv", "ETH/USDT:USDT"),
 ]  # fmt: skip
 BANDS = [(Decimal(3), Decimal("2.5"), Decimal("3.5")), (Decimal(5), Decimal(4), Decimal(6))]
 COLUMNS = ["liquidated", "max_leverage", "time_in_band", "min_margin_headroom", "transfers",

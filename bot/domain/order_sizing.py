@@ -63,34 +63,74 @@ def reduce_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule
     wanted = min((work.gross - target * work.equity) / denominator, work.gross)
     before = work.checkpoint()
     total = work.gross
+    skipped: list[tuple[Position, Decimal, Decimal]] = []
     for position in sorted(scope.positions, key=lambda p: p.key):
         share = wanted * notional(position) / total
         rules = snapshot.markets[position.symbol]
-        amount = _order_amount(position, rules, share, policy, emergency, work)
-        if amount is None:
+        amount, minimum = _order_amount(position, rules, share, policy, emergency, work)
+        if amount < minimum:
+            skipped.append((position, amount, minimum))
             continue
-        price = position.mark_price
-        assert price is not None
-        reduced = amount * position.contract_size * price
-        # The fee is charged on the fill price, which slippage moves against us.
-        slippage = policy.slippage_allowance
-        fee_paid = reduced * (rules.taker_fee * (1 + slippage) + slippage)
-        work.gross -= reduced
-        work.equity -= fee_paid
-        work.actions.append(
-            Order(
-                position.symbol,
-                position.side,
-                amount,
-                True,
-                price,
-                reduced,
-                reason_for(scope, rule, before, work, "reduce-only order"),
-                hedged=position.hedged,
+        _reduce(ctx, scope, work, rule, before, position, amount, "reduce-only order")
+    # The band comes first: when legs under the minimum would leave the scope above its
+    # band, the largest ones are rounded up to the minimum (or closed if smaller).
+    for position, amount, minimum in sorted(skipped, key=lambda s: -notional(s[0])):
+        if work.gross > scope.target.max * work.equity:
+            rounded = min(minimum, position.contracts)
+            work.notes.append(
+                f"{position.key}: {amount} contracts is below the market minimum {minimum}; "
+                f"rounded up to {rounded}, or leverage stays above {scope.target.max}"
             )
+            _reduce(
+                ctx,
+                scope,
+                work,
+                rule,
+                before,
+                position,
+                rounded,
+                "reduce-only order, rounded up to the market minimum",
+            )
+        else:
+            work.notes.append(
+                f"{position.key}: {amount} contracts is below the market minimum {minimum}; skipped"
+            )
+
+
+def _reduce(
+    ctx: PlanContext,
+    scope: Scope,
+    work: ScopeState,
+    rule: Rule,
+    before: ScopeState,
+    position: Position,
+    amount: Decimal,
+    detail: str,
+) -> None:
+    """Add one reduce-only order to the plan and account for it in `work`."""
+    rules = ctx.snapshot.markets[position.symbol]
+    price = position.mark_price
+    assert price is not None
+    reduced = amount * position.contract_size * price
+    # The fee is charged on the fill price, which slippage moves against us.
+    slippage = ctx.policy.slippage_allowance
+    fee_paid = reduced * (rules.taker_fee * (1 + slippage) + slippage)
+    work.gross -= reduced
+    work.equity -= fee_paid
+    work.actions.append(
+        Order(
+            position.symbol,
+            position.side,
+            amount,
+            True,
+            price,
+            reduced,
+            reason_for(scope, rule, before, work, detail),
+            hedged=position.hedged,
         )
-        if scope.isolated is not None:
-            repledge_released_margin(ctx, scope, work, rule, position, amount, fee_paid)
+    )
+    if scope.isolated is not None:
+        repledge_released_margin(ctx, scope, work, rule, position, amount, fee_paid)
 
 
 def _order_amount(
@@ -102,8 +142,12 @@ def _order_amount(
     work: ScopeState,
     *,
     reduce: bool = True,
-) -> Decimal | None:
-    """Contracts for one order: rounded down to precision, within limits, or None to skip."""
+) -> tuple[Decimal, Decimal]:
+    """Contracts for one order (rounded down to precision, chunked) and the market minimum.
+
+    An amount under the minimum is the caller's to skip or round up; in an emergency a
+    reduce is rounded up here, to the minimum or the whole position.
+    """
     step = rules.amount_step
     price = position.mark_price
     assert step is not None and price is not None
@@ -123,15 +167,10 @@ def _order_amount(
     # allowance below the mark: size the minimum for that price, not the mark.
     worst_unit = unit * (1 - policy.slippage_allowance)
     minimum = max(rules.min_amount, round_up(rules.min_cost / worst_unit, step), step)
-    if amount >= minimum:
-        return amount
-    if emergency and reduce:
+    if amount < minimum and emergency and reduce:
         # In an emergency, round up to the minimum, or close the position outright.
-        return min(minimum, position.contracts)
-    work.notes.append(
-        f"{position.key}: {amount} contracts is below the market minimum {minimum}; skipped"
-    )
-    return None
+        return min(minimum, position.contracts), ZERO
+    return amount, minimum
 
 
 def increase_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> None:
@@ -148,8 +187,11 @@ def increase_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Ru
     for position in sorted(scope.positions, key=lambda p: p.key):
         share = wanted * notional(position) / total
         rules = snapshot.markets[position.symbol]
-        amount = _order_amount(position, rules, share, policy, False, work, reduce=False)
-        if amount is None:
+        amount, minimum = _order_amount(position, rules, share, policy, False, work, reduce=False)
+        if amount < minimum:
+            work.notes.append(
+                f"{position.key}: {amount} contracts is below the market minimum {minimum}; skipped"
+            )
             continue
         price = position.mark_price
         assert price is not None

@@ -356,22 +356,50 @@ def test_plan_when_isolated_short_reduced_then_repledge_fits_what_is_released() 
 
 
 @pytest.mark.parametrize(
-    ("markets", "minimum"),
+    ("markets", "minimum", "leverage"),
     [
-        ({BTC: market(min_cost="100")}, "0.002"),  # 0.001 BTC = 50 USDT < 100
-        ({BTC: market(min_cost="0", min_amount="0.01")}, "0.01"),
+        ({BTC: market(min_cost="100")}, "0.002", "2.858"),  # 0.001 BTC = 50 USDT < 100
+        ({BTC: market(min_cost="0", min_amount="0.01")}, "0.01", "0"),  # the whole position
     ],
     ids=["min-cost", "min-amount"],
 )
-def test_plan_when_order_below_market_minimum_then_skipped_with_note(
-    markets: dict[str, MarketRules], minimum: str
+def test_plan_when_only_order_below_market_minimum_then_rounded_up_to_leave_the_band_top(
+    markets: dict[str, MarketRules], minimum: str, leverage: str
 ) -> None:
-    # 0.01 BTC (500) against E = 140: L = 3.57; dN = 80.1 -> 0.001 BTC.
+    # 0.01 BTC (500) against E = 140: L = 3.57; dN = 80.1 -> 0.001 BTC. Skipping it would
+    # leave the scope above its band, so the planner sells the minimum (or closes).
     result = plan(snap("140", [pos("0.01")], markets=markets))
-    assert result.empty
-    assert f"0.001 contracts is below the market minimum {minimum}; skipped" in notes(result)
-    assert "no action possible" in notes(result)
-    assert result.decisions[0].rule is Rule.DELEVER
+    [order] = orders(result)
+    assert order.amount == D(minimum)
+    assert order.reduce_only
+    assert order.reason.rule is Rule.DELEVER
+    assert f"0.001 contracts is below the market minimum {minimum}; rounded up" in notes(result)
+    assert result.decisions[0].expected_leverage is not None
+    assert round(result.decisions[0].expected_leverage, 3) == D(leverage)
+
+
+def test_plan_when_position_smaller_than_minimum_and_far_above_band_then_closed() -> None:
+    # 0.002 BTC (100) against E = 8: L = 12.5, no collateral; min_cost 150 > the position.
+    markets = {BTC: market(min_cost="150")}
+    result = plan(snap("8", [pos("0.002")], markets=markets))
+    [order] = orders(result)
+    assert (order.amount, order.reduce_only) == (D("0.002"), True)
+    assert order.reason.rule is Rule.DELEVER
+    assert "rounded up to 0.002" in notes(result)
+
+
+def test_plan_when_small_leg_below_minimum_but_band_reached_then_leg_skipped() -> None:
+    # BTC 50000 + ETH 200 against E = 13944: L = 3.6. BTC's share (0.166) brings the
+    # account to ~3.0; ETH's share (0.016 ETH = 33 USDT) is under min_cost 100: skipped.
+    markets = {BTC: market(), ETH: market(ETH, min_cost="100", tiers=ETH_TIERS)}
+    positions = [pos("1"), pos("0.1", "2000", symbol=ETH)]
+    result = plan(snap("13944", positions, markets=markets))
+    [order] = orders(result)
+    assert (order.symbol, order.amount) == (BTC, D("0.166"))
+    assert "ETH/USDT:USDT: 0.016 contracts is below the market minimum 0.050; skipped" in (
+        notes(result)
+    )
+    assert leverage_after(result) < D("3.5")
 
 
 def test_plan_when_emergency_order_below_minimum_then_rounded_up_to_minimum() -> None:

@@ -5,7 +5,7 @@
 (b) no order is larger than its position, and orders are reduce-only unless
     `allow_increase` (nothing flips, nothing grows unless allowed);
 (c) order amounts are multiples of the market's step and at least its minimums, except
-    an emergency close of a whole position;
+    the close of a whole position smaller than the minimum (emergency or de-lever);
 (d) a snapshot inside the band gives an empty plan.
 """
 
@@ -431,8 +431,12 @@ def check_order(order: Order, positions: dict[tuple[str, Side], Position], polic
         assert order.amount <= position.contracts, "larger than its position"
     else:
         assert policy.allow_increase, "adds exposure without allow_increase"
-    closes_in_emergency = order.reason.rule is Rule.EMERGENCY and order.amount == position.contracts
-    if not closes_in_emergency:
+    # A position smaller than the market minimum can only be closed whole, and only to
+    # de-lever (or in an emergency), never to add exposure.
+    closes_whole = order.reduce_only and order.amount == position.contracts
+    if closes_whole:
+        assert order.reason.rule in (Rule.EMERGENCY, Rule.DELEVER)
+    else:
         assert order.amount >= rules.min_amount, "below the minimum amount"
         assert order.amount * position.mark_price >= rules.min_cost, "below the minimum cost"
 
