@@ -68,15 +68,19 @@ def reduce_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule
         share = wanted * notional(position) / total
         rules = snapshot.markets[position.symbol]
         amount, minimum = _order_amount(position, rules, share, policy, emergency, work)
-        if amount < minimum:
+        if amount < minimum and emergency:
+            # In an emergency, round up to the minimum, or close the position outright.
+            amount = min(minimum, position.contracts)
+        elif amount < minimum:
             skipped.append((position, amount, minimum))
             continue
         _reduce(ctx, scope, work, rule, before, position, amount, "reduce-only order")
     # The band comes first: when legs under the minimum would leave the scope above its
     # band, the largest ones are rounded up to the minimum (or closed if smaller).
+    # The chunk limit still holds: a minimum above `max_order_notional` stays skipped.
     for position, amount, minimum in sorted(skipped, key=lambda s: -notional(s[0])):
-        if work.gross > scope.target.max * work.equity:
-            rounded = min(minimum, position.contracts)
+        rounded = min(minimum, position.contracts)
+        if work.gross > scope.target.max * work.equity and _within_chunk(position, rounded, policy):
             work.notes.append(
                 f"{position.key}: {amount} contracts is below the market minimum {minimum}; "
                 f"rounded up to {rounded}, or leverage stays above {scope.target.max}"
@@ -95,6 +99,11 @@ def reduce_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule
             work.notes.append(
                 f"{position.key}: {amount} contracts is below the market minimum {minimum}; skipped"
             )
+
+
+def _within_chunk(position: Position, amount: Decimal, policy: Policy) -> bool:
+    limit = policy.max_order_notional
+    return limit is None or notional(position) * amount / position.contracts <= limit
 
 
 def _reduce(
@@ -145,8 +154,7 @@ def _order_amount(
 ) -> tuple[Decimal, Decimal]:
     """Contracts for one order (rounded down to precision, chunked) and the market minimum.
 
-    An amount under the minimum is the caller's to skip or round up; in an emergency a
-    reduce is rounded up here, to the minimum or the whole position.
+    An amount under the minimum is the caller's to skip or round up.
     """
     step = rules.amount_step
     price = position.mark_price
@@ -167,9 +175,6 @@ def _order_amount(
     # allowance below the mark: size the minimum for that price, not the mark.
     worst_unit = unit * (1 - policy.slippage_allowance)
     minimum = max(rules.min_amount, round_up(rules.min_cost / worst_unit, step), step)
-    if amount < minimum and emergency and reduce:
-        # In an emergency, round up to the minimum, or close the position outright.
-        return min(minimum, position.contracts), ZERO
     return amount, minimum
 
 

@@ -388,6 +388,15 @@ def test_plan_when_position_smaller_than_minimum_and_far_above_band_then_closed(
     assert "rounded up to 0.002" in notes(result)
 
 
+def test_plan_when_minimum_above_max_order_notional_then_not_rounded_up() -> None:
+    # As above (L = 3.57, 0.001 BTC wanted, minimum 0.002 = 100 USDT), but the owner caps
+    # every order at 60 USDT: the minimum order would break the cap, so nothing is sent.
+    policy = Policy(slippage_allowance=D(0), max_order_notional=D(60))
+    result = plan(snap("140", [pos("0.01")], markets={BTC: market(min_cost="100")}), policy)
+    assert result.empty
+    assert "0.001 contracts is below the market minimum 0.002; skipped" in notes(result)
+
+
 def test_plan_when_small_leg_below_minimum_but_band_reached_then_leg_skipped() -> None:
     # BTC 50000 + ETH 200 against E = 13944: L = 3.6. BTC's share (0.166) brings the
     # account to ~3.0; ETH's share (0.016 ETH = 33 USDT) is under min_cost 100: skipped.
