@@ -93,6 +93,9 @@ class CcxtExchange:
         self._log_filter = SecretFilter(self._secrets)
         self._exchange.logger.addFilter(self._log_filter)
         self._markets_at: datetime | None = None
+        # Set when a position names a market the loaded ones do not list.
+        self._markets_stale = False
+        self._unlisted: set[str] = set()
         self._pooling: bool | None = None
         self._tiers: dict[str, tuple[MaintenanceTier, ...]] = {}
         self._reload_tiers = False
@@ -260,14 +263,23 @@ class CcxtExchange:
         positions: list[Position] = []
         for raw in raw_positions:
             symbol = raw.get("symbol")
-            market = markets.get(symbol) if isinstance(symbol, str) else None
-            if market is None:
-                logger.warning("%s: skipping a position on unlisted market %s", self.name, symbol)
+            if not isinstance(symbol, str) or (watched and symbol not in watched):
                 continue
-            if market.get("settle") != self.settings.settle or (watched and symbol not in watched):
+            market = markets.get(symbol)
+            if market is None:
+                # Listed since the markets were loaded (or being delisted): keep the leg, so
+                # its exposure is not silently missing and the planner, finding no market
+                # rules for it, holds off; and load the markets again next time.
+                logger.warning("%s: a position on unlisted market %s", self.name, symbol)
+                # Once per symbol: one being delisted would otherwise cost a reload a cycle.
+                self._markets_stale |= symbol not in self._unlisted
+                self._unlisted.add(symbol)
+                market = {}
+            elif market.get("settle") != self.settings.settle:
                 continue
             position = payloads.position(
                 raw,
+                side=self.profile.position_side(raw),
                 contract_size=payloads.contract_size(market),
                 margin_mode=self.profile.margin_mode(raw, self.settings.margin_mode),
                 isolated_margin=self.profile.isolated_margin(raw),
@@ -279,8 +291,12 @@ class CcxtExchange:
         return tuple(positions)
 
     async def _market_rules(self, symbols: set[str]) -> dict[str, MarketRules]:
-        wanted = sorted(symbols | set(self.settings.symbols))
         markets: Mapping[str, Any] = self._exchange.markets or {}
+        # A position on an unlisted market has no rules (see _positions); a watched
+        # symbol that is not listed is a configuration error.
+        wanted = sorted(
+            {symbol for symbol in symbols if symbol in markets} | set(self.settings.symbols)
+        )
         unlisted = [symbol for symbol in wanted if symbol not in markets]
         if unlisted:
             raise UnknownSymbol(f"{self.profile.exchange_id} does not list {', '.join(unlisted)}")
@@ -310,7 +326,8 @@ class CcxtExchange:
     async def _ensure_markets(self) -> None:
         """Load markets once, then again when a day old (keeping the old ones on failure)."""
         now = self._clock()
-        if self._markets_at is not None and now - self._markets_at < MARKETS_MAX_AGE:
+        fresh = self._markets_at is not None and now - self._markets_at < MARKETS_MAX_AGE
+        if fresh and not self._markets_stale:
             return
         reload = self._markets_at is not None
         try:
@@ -323,6 +340,7 @@ class CcxtExchange:
             logger.warning("%s: market refresh failed, keeping yesterday's: %s", self.name, error)
             return
         self._markets_at = now
+        self._markets_stale = False
         if reload:
             self._tiers.clear()
             self._reload_tiers = True

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from bot.domain.models import MaintenanceTier, Side, WalletBalance
+from bot.domain.models import ZERO, MaintenanceTier, Side, WalletBalance
 from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
 from bot.exchange.ccxt.payloads import (
     decimal_or_none,
@@ -88,6 +88,22 @@ class BinanceUsdmProfile(ExchangeProfile):
         if not pooling:
             return None
         return decimal_or_none(balance.get("info", {}).get("totalMarginBalance"))
+
+    def position_side(self, position: Mapping[str, Any]) -> str | None:
+        # ccxt reads the side from the notional's sign, and the notional is 0 or '' when
+        # the venue has no mark price: the open leg would vanish from the snapshot (and
+        # its exposure with it). The hedge-mode leg, or the amount's sign, still says it.
+        side = super().position_side(position)
+        if side is not None:
+            return side
+        info = position.get("info", {})
+        leg = str(info.get("positionSide") or "").lower()
+        if leg in ("long", "short"):
+            return leg
+        amount = decimal_or_zero(info.get("positionAmt"))
+        if amount == ZERO:
+            return None
+        return "long" if amount > ZERO else "short"
 
     def maintenance_margin(self, position: Mapping[str, Any]) -> Decimal | None:
         # ccxt computes rate * notional and forgets the tier's cumulative amount; the

@@ -109,6 +109,11 @@ class ExchangeProfile:
         """The venue's own cross equity where it pools collateral, else None."""
         return None
 
+    def position_side(self, position: Mapping[str, Any]) -> str | None:
+        """'long' or 'short'; None when the payload does not say."""
+        side = position.get("side")
+        return side if side in ("long", "short") else None
+
     def margin_mode(self, position: Mapping[str, Any], default: MarginMode) -> MarginMode:
         mode = position.get("marginMode")
         return MarginMode(mode) if mode in ("cross", "isolated") else default

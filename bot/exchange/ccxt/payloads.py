@@ -97,16 +97,17 @@ def market_rules(
 def position(
     raw: Mapping[str, Any],
     *,
+    side: str | None,
     contract_size: Decimal,
     margin_mode: MarginMode,
     isolated_margin: Decimal,
     maintenance_margin: Decimal | None,
     hedged: bool,
 ) -> Position | None:
-    """One open leg from a ccxt position; None for a flat or unreadable one."""
+    """One open leg (`side` as the profile reads it) from a ccxt position; None for a
+    flat or unreadable one."""
     contracts = decimal_or_none(raw.get("contracts"))
     entry = decimal_or_none(raw.get("entryPrice"))
-    side = raw.get("side")
     if contracts is None or contracts == ZERO or entry is None or side not in ("long", "short"):
         return None
     mark = decimal_or_none(raw.get("markPrice"))
