@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from bot.domain.leverage import ScopeMetrics, cross_equity, isolated_equity, scope_metrics
-from bot.domain.models import AccountSnapshot
+from bot.domain.leverage import (
+    ScopeMetrics,
+    cross_equity,
+    isolated_equity,
+    notional,
+    scope_metrics,
+)
+from bot.domain.models import ZERO, AccountSnapshot
 
 
 def account_metrics(snapshot: AccountSnapshot) -> ScopeMetrics:
@@ -11,7 +17,16 @@ def account_metrics(snapshot: AccountSnapshot) -> ScopeMetrics:
 
     Equity is the cross equity (or the pooled margin balance) plus each isolated
     position's own equity, so isolated legs count with the margin they hold.
+    A position without a mark price leaves leverage and margin ratio unknown (None):
+    the wallet and the exposure that can be priced are reported, nothing is guessed.
     """
+    priced = [p for p in snapshot.positions if p.mark_price is not None and p.mark_price > ZERO]
+    if len(priced) < len(snapshot.positions):
+        equity = snapshot.pooled_equity
+        if equity is None:
+            equity = snapshot.derivatives.total
+        exposure = sum((notional(p) for p in priced), ZERO)
+        return ScopeMetrics(equity, exposure, None, None, None, None)
     cross = snapshot.cross_positions()
     equity = (
         snapshot.pooled_equity

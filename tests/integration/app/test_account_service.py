@@ -76,6 +76,7 @@ class ScriptedExchange:
         self.calls: list[str] = []
         self.journal_at_call: dict[str, ActionStatus | None] = {}
         self.orders_reported_as: str | None = None  # e.g. the venue canceled the order
+        self.without_marks = False  # the venue reports positions but no mark price
 
     @property
     def writes(self) -> list[str]:
@@ -85,7 +86,11 @@ class ScriptedExchange:
         self.calls.append("fetch_snapshot")
         if self.snapshot_errors:
             raise self.snapshot_errors.pop(0)
-        return await self.venue.fetch_snapshot()
+        snapshot = await self.venue.fetch_snapshot()
+        if self.without_marks:
+            unpriced = tuple(replace(p, mark_price=None) for p in snapshot.positions)
+            snapshot = replace(snapshot, positions=unpriced)
+        return snapshot
 
     async def transfer(
         self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str
@@ -276,6 +281,25 @@ async def test_run_cycle_when_in_band_then_nothing_is_sent_or_alerted(
     assert (cycle.status, cycle.actions) == (CycleStatus.OK, ())
     assert len(await journal.snapshots_since(ACCOUNT, T0 - timedelta(hours=1))) == 1
     assert await alerts(journal, clock) == []
+
+
+async def test_run_cycle_when_mark_price_missing_then_no_action_and_leverage_unknown(
+    journal: Journal, clock: FakeClock
+) -> None:
+    exchange = ScriptedExchange(venue(clock))  # 5x, far above the band
+    exchange.without_marks = True
+
+    report = await service(exchange, journal, clock).run_cycle()
+
+    assert report.status == "ok"
+    assert report.plan is not None and report.plan.empty
+    assert f"no action: missing mark price for {BTC}" in report.notes
+    assert exchange.writes == []
+    assert report.before is not None
+    assert (report.before.leverage, report.before.margin_ratio) == (None, None)
+    assert report.before.equity == Decimal(1000)  # the wallet; no PnL without a mark
+    (snapshot,) = await journal.snapshots_since(ACCOUNT, T0 - timedelta(hours=1))
+    assert snapshot.leverage is None
 
 
 async def test_run_cycle_when_paused_then_nothing_sent_and_notes_say_held_back(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -21,7 +22,16 @@ from bot.domain.leverage import (
     tier_brackets,
     unrealized_pnl,
 )
-from bot.domain.models import MaintenanceTier, MarginMode, MarketRules, Position, Side
+from bot.domain.models import (
+    AccountSnapshot,
+    MaintenanceTier,
+    MarginMode,
+    MarketRules,
+    Position,
+    Side,
+    WalletBalance,
+)
+from bot.domain.summary import account_metrics
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
@@ -430,3 +440,46 @@ def test_round_when_step_then_down_not_above_and_up_not_below(
     assert round_up(D(amount), D(step)) == D(up)
     if D(step) > 0:
         assert round_down(D(amount), D(step)) <= D(amount) <= round_up(D(amount), D(step))
+
+
+# -- the whole account (status lines, journal, alerts) -----------------------------------
+
+
+def account(*positions: Position, wallet: str = "1000") -> AccountSnapshot:
+    return AccountSnapshot(
+        account="a",
+        settle="USDT",
+        taken_at=datetime(2021, 5, 19, tzinfo=UTC),
+        derivatives=WalletBalance(D(wallet), D(wallet)),
+        source=None,
+        positions=positions,
+        markets={BTC: rules(), ETH: rules(ETH, ETH_TIERS)},
+    )
+
+
+def test_account_metrics_when_cross_and_isolated_then_both_count() -> None:
+    # Cross long 0.1 BTC 50000 -> 52000 on W 1000: u = 200, E = 1200. Isolated ETH short
+    # 1 @ 2000 -> 2100 with margin 400: E_p = 300. N = 5200 + 2100 = 7300, E = 1500.
+    btc = position(contracts="0.1", mark="52000")
+    eth = position(
+        Side.SHORT, "1", "2000", "2100", symbol=ETH,
+        margin_mode=MarginMode.ISOLATED, isolated_margin="400",
+    )  # fmt: skip
+    metrics = account_metrics(account(btc, eth))
+    assert (metrics.equity, metrics.notional) == (D(1500), D(7300))
+    assert metrics.leverage == D(7300) / D(1500)
+
+
+def test_account_metrics_when_a_mark_price_is_missing_then_leverage_unknown_not_raised() -> None:
+    # ETH has no mark: its notional and PnL are unknown, so leverage and MR are too.
+    btc = position(contracts="0.1", mark="52000")
+    eth = position(Side.SHORT, "1", "2000", None, symbol=ETH)
+    metrics = account_metrics(account(btc, eth))
+    assert (metrics.leverage, metrics.margin_ratio, metrics.liquidation_distance) == (
+        None,
+        None,
+        None,
+    )
+    assert metrics.equity == D(1000)  # the wallet, without guessing any PnL
+    assert metrics.notional == D(5200)  # only what can be priced
+    assert not metrics.insolvent
