@@ -105,8 +105,13 @@ async def test_daemon_when_telegram_configured_then_alerts_arrive_and_pause_hold
         started = await fake_bot_api.wait_for_message(OWNER, "levbot started", timeout=30)
         assert "paper" in started.plain_text
         rebalanced = await fake_bot_api.wait_for_message(OWNER, "rebalanced", timeout=30)
-        # The replay moves on while the process starts: about 4x back to the target 3.
-        assert re.search(r"account leverage [34]\.\d\d -> 3\.00", rebalanced.plain_text)
+        # The replay moves on while the process starts: about 4x, planned back to the
+        # target 3; the account's leverage after is measured on the re-fetched snapshot,
+        # and the replay keeps moving between the two, so it is only inside the band.
+        text = rebalanced.plain_text
+        assert re.search(r"leverage [34]\.\d\d -> 3\.00 \(transfer collateral in\)", text)
+        measured = re.search(r"account leverage [34]\.\d\d -> (\d+\.\d\d)", text)
+        assert measured is not None and 2.5 < float(measured.group(1)) < 3.5
 
         fake_bot_api.push_message(OWNER, "/pause")
         await fake_bot_api.wait_for_message(OWNER, "paused: watching", timeout=15)
