@@ -94,6 +94,11 @@ class Position:
         """Identity of the position inside an account (symbol plus leg in hedge mode)."""
         return f"{self.symbol}:{self.side.value}" if self.hedged else self.symbol
 
+    @property
+    def priced(self) -> bool:
+        """Whether the venue gave a usable mark price (needed for notional and PnL)."""
+        return self.mark_price is not None and self.mark_price > ZERO
+
 
 @dataclass(frozen=True, slots=True)
 class WalletBalance:

@@ -82,8 +82,8 @@ def reduce_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule
         rounded = min(minimum, position.contracts)
         if work.gross > scope.target.max * work.equity and _within_chunk(position, rounded, policy):
             work.notes.append(
-                f"{position.key}: {amount} contracts is below the market minimum {minimum}; "
-                f"rounded up to {rounded}, or leverage stays above {scope.target.max}"
+                f"{_under_minimum(position, amount, minimum)}; rounded up to {rounded}, "
+                f"or leverage stays above {scope.target.max}"
             )
             _reduce(
                 ctx,
@@ -96,9 +96,11 @@ def reduce_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule
                 "reduce-only order, rounded up to the market minimum",
             )
         else:
-            work.notes.append(
-                f"{position.key}: {amount} contracts is below the market minimum {minimum}; skipped"
-            )
+            work.notes.append(f"{_under_minimum(position, amount, minimum)}; skipped")
+
+
+def _under_minimum(position: Position, amount: Decimal, minimum: Decimal) -> str:
+    return f"{position.key}: {amount} contracts is below the market minimum {minimum}"
 
 
 def _within_chunk(position: Position, amount: Decimal, policy: Policy) -> bool:
@@ -194,9 +196,7 @@ def increase_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Ru
         rules = snapshot.markets[position.symbol]
         amount, minimum = _order_amount(position, rules, share, policy, False, work, reduce=False)
         if amount < minimum:
-            work.notes.append(
-                f"{position.key}: {amount} contracts is below the market minimum {minimum}; skipped"
-            )
+            work.notes.append(f"{_under_minimum(position, amount, minimum)}; skipped")
             continue
         price = position.mark_price
         assert price is not None

@@ -60,7 +60,7 @@ def _untrusted(snapshot: AccountSnapshot, policy: Policy, now: datetime) -> str 
             f"max {policy.max_snapshot_age.total_seconds():.0f}s)"
         )
     for position in snapshot.positions:
-        if position.mark_price is None or position.mark_price <= ZERO:
+        if not position.priced:
             return f"missing mark price for {position.symbol}"
         rules = snapshot.markets.get(position.symbol)
         if rules is None:

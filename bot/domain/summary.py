@@ -20,7 +20,7 @@ def account_metrics(snapshot: AccountSnapshot) -> ScopeMetrics:
     A position without a mark price leaves leverage and margin ratio unknown (None):
     the wallet and the exposure that can be priced are reported, nothing is guessed.
     """
-    priced = [p for p in snapshot.positions if p.mark_price is not None and p.mark_price > ZERO]
+    priced = [p for p in snapshot.positions if p.priced]
     if len(priced) < len(snapshot.positions):
         equity = snapshot.pooled_equity
         if equity is None:

@@ -21,7 +21,11 @@ from sqlalchemy.pool import StaticPool
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-BUSY_TIMEOUT_MS = 5000
+# How long a write waits for SQLite's one write lock. Many accounts in one process
+# write concurrently; on a starved machine 5 s was seen to run out (1,000 accounts at
+# once while other jobs ran), failing the cycle. A late journal beats a failed cycle;
+# 30 s matches SQLAlchemy's wait for a pooled connection.
+BUSY_TIMEOUT_MS = 30_000
 
 # Sync or missing drivers, and the async driver used instead.
 _ASYNC_DRIVERS = {

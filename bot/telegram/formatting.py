@@ -94,16 +94,15 @@ def positions_text(items: Sequence[tuple[str, SnapshotRecord | None]]) -> str:
         for p in snap.positions:
             mode = p.margin_mode.value
             # Without a mark price the venue gave no notional or PnL to show.
-            priced = p.mark_price is not None
             extra = ""
             if p.margin_mode is MarginMode.ISOLATED:
-                equity = isolated_equity(p) if priced else None
+                equity = isolated_equity(p) if p.priced else None
                 lev = notional(p) / equity if equity is not None and equity > 0 else None
                 extra = f", margin {num(p.isolated_margin)}, leverage {num(lev)}"
             liq = "n/a" if p.liquidation_price is None else num(p.liquidation_price)
             lines.append(
                 f"• {esc(p.symbol)} {p.side.value} {p.contracts} @ {num(p.entry_price)} "
-                f"(mark {num(p.mark_price)}, notional {num(notional(p) if priced else None)}, "
+                f"(mark {num(p.mark_price)}, notional {num(notional(p) if p.priced else None)}, "
                 f"{mode}{extra}, liq {liq})"
             )
         blocks.append("\n".join(lines))

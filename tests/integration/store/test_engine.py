@@ -52,7 +52,7 @@ async def test_open_when_sqlite_file_then_wal_and_pragmas_on(db_url: str) -> Non
     assert pragmas == {
         "journal_mode": "wal",
         "synchronous": 1,
-        "busy_timeout": 5000,
+        "busy_timeout": 30_000,
         "foreign_keys": 1,
     }
 
