@@ -33,7 +33,13 @@ from bot.exchange.port import (
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
-from bot.store.records import ActionRecord, ActionStatus, AlertRecord, CycleStatus
+from bot.store.records import (
+    ActionRecord,
+    ActionStatus,
+    AlertRecord,
+    CycleStatus,
+    PendingIntent,
+)
 
 BTC = "BTC/USDT:USDT"
 T0 = datetime(2021, 5, 19, 13, 0, tzinfo=UTC)
@@ -525,6 +531,25 @@ async def test_run_cycle_when_emergency_persists_then_alert_repeats_only_every_1
 # -- crash windows: a new process on the same database and the same venue -------------
 
 
+async def _crash(
+    db_url: str,
+    clock: FakeClock,
+    sim: SimulatedExchange,
+    *,
+    die_before: str | None = None,
+    die_after: str | None = None,
+) -> PendingIntent:
+    """A process that dies (kill -9) at the named call; the one intent it left pending."""
+    async with await Journal.open(db_url, clock=clock) as journal:
+        exchange = ScriptedExchange(sim)
+        exchange.die_before = set() if die_before is None else {die_before}
+        exchange.die_after = set() if die_after is None else {die_after}
+        with pytest.raises(ProcessDied):
+            await service(exchange, journal, clock).run_cycle()
+        (pending,) = await journal.pending_intents(ACCOUNT)
+    return pending
+
+
 async def _restart(
     db_url: str, clock: FakeClock, sim: SimulatedExchange, orders_reported_as: str | None = None
 ) -> CycleReport:
@@ -539,12 +564,7 @@ async def test_reconcile_when_order_accepted_but_result_lost_then_resolved_ok_an
     db_url: str, clock: FakeClock
 ) -> None:
     sim = venue(clock)
-    async with await Journal.open(db_url, clock=clock) as journal:
-        exchange = ScriptedExchange(sim)
-        exchange.die_after = {"create_order"}
-        with pytest.raises(ProcessDied):
-            await service(exchange, journal, clock).run_cycle()
-        (pending,) = await journal.pending_intents(ACCOUNT)
+    pending = await _crash(db_url, clock, sim, die_after="create_order")
     assert pending.kind is ActionKind.REDUCE_ORDER
     orders_before = dict(sim.state().orders)
     assert list(orders_before) == [pending.client_id]
@@ -577,12 +597,7 @@ async def test_reconcile_when_died_before_order_sent_then_marked_failed_and_done
     db_url: str, clock: FakeClock
 ) -> None:
     sim = venue(clock)
-    async with await Journal.open(db_url, clock=clock) as journal:
-        exchange = ScriptedExchange(sim)
-        exchange.die_before = {"create_order"}
-        with pytest.raises(ProcessDied):
-            await service(exchange, journal, clock).run_cycle()
-        (pending,) = await journal.pending_intents(ACCOUNT)
+    pending = await _crash(db_url, clock, sim, die_before="create_order")
     assert sim.state().orders == {}
     assert sim.source == 0  # the transfer went through before the crash
 
@@ -614,12 +629,7 @@ async def test_reconcile_when_transfer_interrupted_then_unknown_alerted_and_not_
 ) -> None:
     # 4,000 notional on 1,000: 4x. Moving 333.34 in is all it takes to reach 3x.
     sim = venue(clock, source="1000", contracts="0.08")
-    async with await Journal.open(db_url, clock=clock) as journal:
-        exchange = ScriptedExchange(sim)
-        exchange.die_after = {"transfer"}
-        with pytest.raises(ProcessDied):
-            await service(exchange, journal, clock).run_cycle()
-        (pending,) = await journal.pending_intents(ACCOUNT)
+    pending = await _crash(db_url, clock, sim, die_after="transfer")
     assert pending.kind is ActionKind.TRANSFER_IN
     assert sim.source == 1000 - pending.amount
 
@@ -657,12 +667,7 @@ async def test_reconcile_when_pending_order_was_rejected_then_marked_failed(
     db_url: str, clock: FakeClock
 ) -> None:
     sim = venue(clock)
-    async with await Journal.open(db_url, clock=clock) as journal:
-        exchange = ScriptedExchange(sim)
-        exchange.die_after = {"create_order"}
-        with pytest.raises(ProcessDied):
-            await service(exchange, journal, clock).run_cycle()
-        (pending,) = await journal.pending_intents(ACCOUNT)
+    pending = await _crash(db_url, clock, sim, die_after="create_order")
 
     clock.advance(30)
     await _restart(db_url, clock, sim, orders_reported_as="rejected")
