@@ -61,19 +61,15 @@ def build_exchange(
     from bot.exchange.ccxt.adapter import CcxtExchange
     from bot.exchange.ccxt.settings import CcxtSettings
 
-    def secret(name: str) -> str | None:
-        value = getattr(account, name)
-        return None if value is None else str(value.get_secret_value())
-
     assert account.environment is not None  # required for real exchanges by the config
     return CcxtExchange(
         CcxtSettings(
             account=account.name,
             exchange_id=account.exchange,
             environment=account.environment,
-            api_key=secret("api_key"),
-            secret=secret("secret"),
-            password=secret("password"),
+            credentials={
+                name: value.get_secret_value() for name, value in account.credentials.items()
+            },
             settle=account.settle,
             margin_mode=account.margin_mode,
             collateral_source=account.collateral_source,

@@ -12,17 +12,14 @@ directory.
 
 from bot.app.config.account import (
     BUILTIN_FEED,
-    DEFAULT_COLLATERAL_SOURCE,
-    ENVIRONMENTS,
-    REQUIRED_CREDENTIALS,
-    SUPPORTED_EXCHANGES,
+    SIMULATED,
     AccountConfig,
     CollateralSource,
     Environment,
-    ExchangeId,
     PolicyConfig,
     SimConfig,
     TargetConfig,
+    supported_exchanges,
 )
 from bot.app.config.levbot import (
     DEFAULT_DATABASE_URL,
@@ -39,20 +36,16 @@ from bot.app.config.problems import SECRET_KEYS, ConfigError
 
 __all__ = [
     "BUILTIN_FEED",
-    "DEFAULT_COLLATERAL_SOURCE",
     "DEFAULT_DATABASE_URL",
     "DEFAULT_TELEGRAM_API",
-    "ENVIRONMENTS",
-    "REQUIRED_CREDENTIALS",
     "SECRET_KEYS",
-    "SUPPORTED_EXCHANGES",
+    "SIMULATED",
     "AccountConfig",
     "AlertLevel",
     "CollateralSource",
     "ConfigError",
     "DatabaseConfig",
     "Environment",
-    "ExchangeId",
     "LevbotConfig",
     "LogConfig",
     "LogLevel",
@@ -61,4 +54,5 @@ __all__ = [
     "TargetConfig",
     "TelegramConfig",
     "load_config",
+    "supported_exchanges",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Final, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,36 +25,32 @@ from pydantic import (
     model_validator,
 )
 
-from bot.app.config.problems import NO_VALUE, Loc, raise_problems
+from bot.app.config.problems import CREDENTIALS_KEY, NO_VALUE, Loc, raise_problems
 from bot.domain.models import MarginMode, Side
 from bot.domain.targets import Policy, Prefer, Target, TargetError, Targets
 from bot.exchange.sim.markets import binance_usdm_markets
 
-ExchangeId = Literal["sim", "binanceusdm", "bybit", "okx"]
+if TYPE_CHECKING:
+    from bot.exchange.ccxt.profiles import ExchangeProfile as ExchangeProfileDeclaration
+
 Environment = Literal["live", "testnet", "demo"]
 CollateralSource = Literal["spot", "funding"]
 
-SUPPORTED_EXCHANGES: tuple[ExchangeId, ...] = ("binanceusdm", "bybit", "okx", "sim")
+SIMULATED: Final = "sim"
 BUILTIN_FEED: Final = "builtin"
-# Where collateral comes from when the config does not say (DESIGN.md §7).
-DEFAULT_COLLATERAL_SOURCE: Mapping[str, CollateralSource] = {
-    "binanceusdm": "spot",
-    "bybit": "funding",
-    "okx": "funding",
-    "sim": "spot",
-}
-# What ccxt 4.5 offers: Binance's futures testnet is deprecated (demo trading replaces
-# it) and OKX's sandbox *is* its demo trading.
-ENVIRONMENTS: Mapping[str, tuple[Environment, ...]] = {
-    "binanceusdm": ("live", "demo"),
-    "bybit": ("live", "testnet", "demo"),
-    "okx": ("live", "demo"),
-}
-REQUIRED_CREDENTIALS: Mapping[str, tuple[str, ...]] = {
-    "binanceusdm": ("api_key", "secret"),
-    "bybit": ("api_key", "secret"),
-    "okx": ("api_key", "secret", "password"),
-}
+
+
+def venue_profiles() -> Mapping[str, type[ExchangeProfileDeclaration]]:
+    """The real venues and what each declares; imported only when a config needs it
+    (ccxt takes a second to import, and a simulated account never needs it)."""
+    from bot.exchange.ccxt.profiles import PROFILES
+
+    return PROFILES
+
+
+def supported_exchanges() -> tuple[str, ...]:
+    return (*venue_profiles(), SIMULATED)
+
 
 _SYMBOL = re.compile(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+:[A-Za-z0-9._-]+")
 
@@ -203,15 +199,15 @@ class AccountConfig(ConfigTable):
     """One account the daemon watches."""
 
     name: str
-    exchange: ExchangeId
+    exchange: str
     # Required for real exchanges; ignored for sim.
     environment: Environment | None = None
-    api_key: SecretStr | None = None
-    secret: SecretStr | None = None
-    password: SecretStr | None = None
+    # In a file these are top-level keys (`api_key`, `secret`, `wallet_address`, ...):
+    # whichever the venue's profile declares. Ignored for sim.
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    # In a file, defaults to the venue's own settle currency and collateral source.
     settle: str = "USDT"
     margin_mode: MarginMode = MarginMode.CROSS
-    # In a file, defaults to the exchange's usual source (DEFAULT_COLLATERAL_SOURCE).
     collateral_source: CollateralSource = "spot"
     # Rewrites the scheme and host of every ccxt API URL (a proxy, or a loopback fake).
     api_base_url: str | None = None
@@ -233,9 +229,17 @@ class AccountConfig(ConfigTable):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        exchange = str(data.get("exchange"))
-        if "collateral_source" not in data and exchange in DEFAULT_COLLATERAL_SOURCE:
-            data["collateral_source"] = DEFAULT_COLLATERAL_SOURCE[exchange]
+        if any(key not in cls.model_fields for key in data):
+            names = {c.name for p in venue_profiles().values() for c in p.credentials}
+            given = {key: data.pop(key) for key in list(data) if key in names}
+            if given:
+                data[CREDENTIALS_KEY] = given
+        exchange = data.get("exchange")
+        if exchange != SIMULATED and isinstance(exchange, str):
+            profile = venue_profiles().get(exchange)
+            if profile is not None:
+                data.setdefault("collateral_source", profile.default_collateral_source)
+                data.setdefault("settle", profile.default_settle)
         sim, target = data.get("sim"), data.get("target")
         if isinstance(sim, dict):
             sim = dict(sim)
@@ -256,8 +260,9 @@ class AccountConfig(ConfigTable):
     @field_validator("exchange", mode="before")
     @classmethod
     def _check_exchange(cls, value: object) -> object:
-        if value not in SUPPORTED_EXCHANGES:
-            raise ValueError(f"unsupported exchange; supported: {', '.join(SUPPORTED_EXCHANGES)}")
+        supported = supported_exchanges() if value != SIMULATED else (SIMULATED,)
+        if value not in supported:
+            raise ValueError(f"unsupported exchange; supported: {', '.join(supported)}")
         return value
 
     @field_validator("settle")
@@ -290,31 +295,43 @@ class AccountConfig(ConfigTable):
         return self
 
     def _real_exchange_problems(self) -> list[tuple[Loc, str, object]]:
+        """The account against its venue profile's declaration."""
         found: list[tuple[Loc, str, object]] = []
-        offered = ENVIRONMENTS[self.exchange]
+        profile = venue_profiles()[self.exchange]
+        offered = profile.environments
         if self.environment is None:
             message = f"required for exchange {self.exchange}: one of {', '.join(offered)}"
             found.append((("environment",), message, NO_VALUE))
-        elif self.environment not in offered:
-            message = f"{self.exchange} offers {', '.join(offered)} through ccxt"
-            found.append((("environment",), message, self.environment))
-        for key in REQUIRED_CREDENTIALS[self.exchange]:
-            secret: SecretStr | None = getattr(self, key)
+        else:
+            problem = profile.environment_problem(self.environment)
+            if problem is not None:
+                found.append((("environment",), problem, self.environment))
+        needed = [credential.name for credential in profile.credentials]
+        for key in needed:
+            secret = self.credentials.get(key)
             if secret is None:
                 message = f"required for exchange {self.exchange} (use ${{ENV_VAR}})"
                 found.append(((key,), message, NO_VALUE))
             elif not secret.get_secret_value().strip():
                 found.append(((key,), "must not be empty", NO_VALUE))
-        if self.exchange in ("bybit", "okx") and self.collateral_source == "spot":
-            message = f"{self.exchange} keeps spot balances in the trading account; use funding"
-            found.append((("collateral_source",), message, self.collateral_source))
+        for key in sorted(set(self.credentials) - set(needed)):
+            message = f"not used by exchange {self.exchange}; it needs {', '.join(needed)}"
+            found.append(((key,), message, NO_VALUE))
+        problem = profile.source_problem(self.collateral_source)
+        if problem is not None:
+            found.append((("collateral_source",), problem, self.collateral_source))
         if self.sim is not None:
             found.append((("sim",), "only for exchange sim", NO_VALUE))
         return found
 
+    def credential(self, name: str) -> str | None:
+        """A credential's value by the name the venue's profile declares."""
+        secret = self.credentials.get(name)
+        return None if secret is None else secret.get_secret_value()
+
     @property
     def is_simulated(self) -> bool:
-        return self.exchange == "sim"
+        return self.exchange == SIMULATED
 
     def to_targets(self) -> Targets:
         """The account band plus per-symbol overrides, as the planner takes them."""

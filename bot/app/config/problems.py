@@ -21,6 +21,10 @@ Loc = tuple[str | int, ...]
 # A problem with no value worth showing (a missing key, an unknown key).
 NO_VALUE: Any = object()
 SECRET_KEYS = frozenset({"api_key", "secret", "password", "token"})
+# An account's venue credentials sit under this key in the model, at the top of the
+# account table in the file: every value under it is a secret.
+CREDENTIALS_KEY = "credentials"
+_HIDDEN: Any = object()
 
 _PROBLEMS = "levbot_problems"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -61,6 +65,9 @@ def _describe(detail: ErrorDetails, root: type[BaseModel]) -> list[tuple[Loc, st
     kind = detail["type"]
     ctx = detail.get("ctx") or {}
     value = detail["input"]
+    if CREDENTIALS_KEY in loc:
+        loc = tuple(part for part in loc if part != CREDENTIALS_KEY)
+        value = _HIDDEN
     if kind == _PROBLEMS:
         return [((*loc, *sub), message, bad) for sub, message, bad in ctx["problems"]]
     if kind == "extra_forbidden":
@@ -108,7 +115,7 @@ def _format_problem(loc: Loc, message: str, value: object) -> str:
     # A table (the input of a table-level error) may hold secrets: never shown.
     if value is NO_VALUE or _holds_table(value):
         return line
-    if any(part in SECRET_KEYS for part in loc):
+    if value is _HIDDEN or any(part in SECRET_KEYS for part in loc):
         return f"{line} (got ***)"
     return f"{line} (got {_show(value)})"
 
@@ -163,7 +170,11 @@ def _keys_at(loc: Loc, root: type[BaseModel]) -> list[str]:
     for part in (*loc, None):
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {field.alias or name: field for name, field in current.model_fields.items()}
+            fields = {
+                field.alias or name: field
+                for name, field in current.model_fields.items()
+                if name != CREDENTIALS_KEY
+            }
             if part is None:
                 return list(fields)
             if part not in fields:

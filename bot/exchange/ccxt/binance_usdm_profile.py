@@ -16,13 +16,19 @@ from bot.exchange.ccxt.payloads import (
 )
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import classify_by_original_urls
-from bot.exchange.port import CapabilityMissing
 
 
 class BinanceUsdmProfile(ExchangeProfile):
     """Binance USDⓈ-M futures."""
 
     exchange_id = "binanceusdm"
+    environments = ("live", "demo")
+    # set_sandbox_mode still exists, but every private call then raises NotSupported.
+    environment_notes: ClassVar[Mapping[str, str]] = {
+        "testnet": "ccxt 4.5 deprecates the Binance futures testnet; use "
+        'environment = "demo" (demo trading, with keys made on demo.binance.com)'
+    }
+    default_collateral_source = "spot"
     # Without these, load_markets also calls spot and margin endpoints.
     options: ClassVar[Mapping[str, Any]] = {"fetchCurrencies": False, "fetchMargins": False}
     # 'swap' is UMFUTURE: spot -> swap is MAIN_UMFUTURE. Never 'future': ccxt reads an
@@ -32,15 +38,6 @@ class BinanceUsdmProfile(ExchangeProfile):
         "spot": "spot",
         "funding": "funding",
     }
-
-    def check(self, settings: CcxtSettings) -> None:
-        if settings.environment == "testnet":
-            # set_sandbox_mode still exists, but every private call then raises NotSupported.
-            raise CapabilityMissing(
-                "binanceusdm: ccxt 4.5 deprecates the Binance futures testnet; use "
-                'environment = "demo" (demo trading, with keys made on demo.binance.com)'
-            )
-        super().check(settings)
 
     def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
         if environment == "demo":

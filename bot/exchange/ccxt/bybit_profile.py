@@ -25,6 +25,11 @@ class BybitProfile(ExchangeProfile):
     """Bybit unified trading account (UTA), linear contracts."""
 
     exchange_id = "bybit"
+    environments = ("live", "testnet", "demo")
+    default_collateral_source = "funding"
+    source_notes: ClassVar[Mapping[str, str]] = {
+        "spot": "bybit keeps spot balances in the trading account"
+    }
     options: ClassVar[Mapping[str, Any]] = {"fetchMarkets": {"types": ["linear"]}}
     derivatives_account = "unified"
     source_accounts: ClassVar[Mapping[CollateralSource, str]] = {"funding": "funding"}

@@ -7,6 +7,7 @@ Everything here touches raw ccxt objects (`Ccxt`, plain dicts); it is the border
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -23,10 +24,39 @@ Ccxt = Any
 Params = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One credential a venue needs: its key in the config, and in ccxt's constructor."""
+
+    name: str
+    ccxt_key: str
+
+
+API_KEY = Credential("api_key", "apiKey")
+SECRET = Credential("secret", "secret")
+PASSWORD = Credential("password", "password")
+
+
 class ExchangeProfile:
-    """The quirks of one venue. Subclasses override only what differs."""
+    """The quirks of one venue. Subclasses override only what differs.
+
+    The class attributes up to `can_adjust_margin` are the venue's declaration: the
+    config validates an account against them, so a new venue is one profile and one
+    line in `profiles.PROFILES`.
+    """
 
     exchange_id: ClassVar[str]
+    # The environments ccxt can reach for this venue, and what to say about the others.
+    environments: ClassVar[tuple[Environment, ...]] = ("live",)
+    environment_notes: ClassVar[Mapping[str, str]] = {}
+    # What the config must name (as ${ENV_VAR}s), in the order a user is told about them.
+    credentials: ClassVar[tuple[Credential, ...]] = (API_KEY, SECRET)
+    default_settle: ClassVar[str] = "USDT"
+    default_collateral_source: ClassVar[CollateralSource] = "spot"
+    # Why a collateral source the venue lacks is missing, told with the refusal.
+    source_notes: ClassVar[Mapping[str, str]] = {}
+    can_transfer: ClassVar[bool] = True
+    can_hedge: ClassVar[bool] = True
     # Options passed to the ccxt constructor.
     options: ClassVar[Mapping[str, Any]] = {}
     # ccxt's `transfer` account names: the derivatives wallet, and each collateral source.
@@ -39,13 +69,33 @@ class ExchangeProfile:
 
     # -- building the ccxt instances ------------------------------------------------
 
+    @classmethod
+    def environment_problem(cls, environment: str) -> str | None:
+        """Why the venue cannot serve `environment`, or None when it can."""
+        if environment in cls.environments:
+            return None
+        offered = ", ".join(cls.environments)
+        note = cls.environment_notes.get(environment)
+        return note or f"{cls.exchange_id} offers {offered} through ccxt"
+
+    @classmethod
+    def source_problem(cls, source: str) -> str | None:
+        """Why `source` cannot be the collateral source, or None when it can."""
+        if source in cls.source_accounts:
+            return None
+        offered = ", ".join(cls.source_accounts)
+        note = cls.source_notes.get(source)
+        return f"{note}; use {offered}" if note else f"not available; use {offered}"
+
     def check(self, settings: CcxtSettings) -> None:
         """Refuse settings the venue cannot serve, with a message that says what to do."""
-        if settings.collateral_source not in self.source_accounts:
-            offered = ", ".join(self.source_accounts)
+        problem = self.environment_problem(settings.environment)
+        if problem is not None:
+            raise CapabilityMissing(f"{self.exchange_id}: environment: {problem}")
+        problem = self.source_problem(settings.collateral_source)
+        if problem is not None:
             raise CapabilityMissing(
-                f"{self.exchange_id}: collateral_source {settings.collateral_source!r} is not "
-                f"available; use {offered}"
+                f"{self.exchange_id}: collateral_source {settings.collateral_source!r}: {problem}"
             )
 
     def build(self, settings: CcxtSettings) -> Ccxt:
@@ -62,12 +112,10 @@ class ExchangeProfile:
 
     def _instance(self, ccxt_id: str, settings: CcxtSettings) -> Ccxt:
         config: Params = {"enableRateLimit": True, "options": dict(self.options)}
-        if settings.api_key is not None:
-            config["apiKey"] = settings.api_key
-        if settings.secret is not None:
-            config["secret"] = settings.secret
-        if settings.password is not None:
-            config["password"] = settings.password
+        for credential in self.credentials:
+            value = settings.credentials.get(credential.name)
+            if value is not None:
+                config[credential.ccxt_key] = value
         exchange = getattr(ccxt, ccxt_id)(config)
         self.apply_environment(exchange, settings.environment)
         if settings.api_base_url is not None:

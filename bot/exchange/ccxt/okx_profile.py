@@ -7,7 +7,14 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from bot.domain.models import ZERO, MarginMode, Side, WalletBalance
-from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
+from bot.exchange.ccxt.exchange_profile import (
+    API_KEY,
+    PASSWORD,
+    SECRET,
+    Ccxt,
+    ExchangeProfile,
+    Params,
+)
 from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero, entry_for
 from bot.exchange.ccxt.settings import CollateralSource, Environment
 from bot.exchange.port import OrderRequest
@@ -17,13 +24,23 @@ class OkxProfile(ExchangeProfile):
     """OKX trading account, perpetual swaps."""
 
     exchange_id = "okx"
+    # OKX's sandbox is its demo trading.
+    environments = ("live", "demo")
+    environment_notes: ClassVar[Mapping[str, str]] = {
+        "testnet": 'OKX\'s sandbox is its demo trading; use environment = "demo"'
+    }
+    credentials = (API_KEY, SECRET, PASSWORD)
+    default_collateral_source = "funding"
+    source_notes: ClassVar[Mapping[str, str]] = {
+        "spot": "okx keeps spot balances in the trading account"
+    }
     options: ClassVar[Mapping[str, Any]] = {"fetchMarkets": {"types": ["swap"]}}
     derivatives_account = "trading"
     source_accounts: ClassVar[Mapping[CollateralSource, str]] = {"funding": "funding"}
 
     def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
         # OKX's sandbox is its demo trading: same host, header x-simulated-trading: 1.
-        if environment in ("testnet", "demo"):
+        if environment == "demo":
             exchange.set_sandbox_mode(True)
 
     def positions_params(self, settle: str) -> Params:

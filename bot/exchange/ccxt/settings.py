@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
 from bot.domain.models import MarginMode
 
-ExchangeId = Literal["binanceusdm", "bybit", "okx"]
 Environment = Literal["live", "testnet", "demo"]
 CollateralSource = Literal["spot", "funding"]
 
 
 @dataclass(frozen=True, slots=True)
 class CcxtSettings:
-    """One account: venue, environment, keys and what to watch.
+    """One account: venue, environment, credentials and what to watch.
 
-    Keys never appear in `repr` (and so never in a log line or a traceback's locals).
+    `credentials` maps the names the venue's profile declares (`api_key`, `secret`,
+    `wallet_address`, ...) to their values; they never appear in `repr` (and so never in
+    a log line or a traceback's locals).
     `api_base_url` replaces the scheme and host of every ccxt API URL: a proxy, or a
     loopback fake in tests. `symbols` empty means every open position in `settle`.
     """
 
     account: str
-    exchange_id: ExchangeId
+    exchange_id: str
     environment: Environment
-    api_key: str | None = field(default=None, repr=False)
-    secret: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     settle: str = "USDT"
     margin_mode: MarginMode = MarginMode.CROSS
     collateral_source: CollateralSource = "spot"
@@ -44,4 +44,4 @@ class CcxtSettings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The credential values, for scrubbing them out of messages."""
-        return tuple(value for value in (self.api_key, self.secret, self.password) if value)
+        return tuple(value for value in self.credentials.values() if value)

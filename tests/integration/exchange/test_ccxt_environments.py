@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.exchange.ccxt import CcxtExchange, CcxtSettings, profile_for
-from bot.exchange.ccxt.settings import Environment, ExchangeId
+from bot.exchange.ccxt.settings import Environment
 from bot.exchange.ccxt.urls import rebase_urls
 from bot.exchange.port import CapabilityMissing
 from tests.integration.exchange.loopback import LoopbackVenue
@@ -22,7 +22,7 @@ from tests.integration.exchange.venues import (
 )
 
 
-async def built(exchange_id: ExchangeId, environment: Environment) -> tuple[Any, Any]:
+async def built(exchange_id: str, environment: Environment) -> tuple[Any, Any]:
     """The ccxt instances a profile builds (closed again: only their URLs are read)."""
     settings = settings_for(exchange_id, environment=environment)
     profile = profile_for(exchange_id)
@@ -69,13 +69,15 @@ async def test_profile_when_bybit_environment_then_matching_host(
     assert source is None
 
 
-@pytest.mark.parametrize("environment", ["testnet", "demo"])
-async def test_profile_when_okx_paper_then_simulated_trading_header(
-    environment: Environment,
-) -> None:
-    exchange, _ = await built("okx", environment)
+async def test_profile_when_okx_demo_then_simulated_trading_header() -> None:
+    exchange, _ = await built("okx", "demo")
 
     assert exchange.headers["x-simulated-trading"] == "1"
+
+
+def test_adapter_when_okx_testnet_then_refused_with_a_pointer_to_demo() -> None:
+    with pytest.raises(CapabilityMissing, match=r'sandbox is its demo trading.*"demo"'):
+        CcxtExchange(settings_for("okx", environment="testnet"))
 
 
 async def test_snapshot_when_okx_demo_then_requests_carry_simulated_trading(

@@ -26,7 +26,7 @@ from tests.integration.exchange.loopback import LoopbackVenue
 from tests.integration.exchange.venues import CLIENT_ID, adapter_for, serve, settings_for
 
 BTC = "BTC/USDT:USDT"
-KEY = settings_for("binanceusdm").api_key or ""
+KEY = settings_for("binanceusdm").credentials["api_key"]
 SELL = OrderRequest(BTC, OrderSide.SELL, Decimal("0.003"), True, Side.LONG, CLIENT_ID)
 
 

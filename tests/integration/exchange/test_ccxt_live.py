@@ -15,7 +15,7 @@ import pytest
 
 from bot.domain.models import ZERO
 from bot.exchange.ccxt import CcxtExchange, CcxtSettings
-from bot.exchange.ccxt.settings import Environment, ExchangeId
+from bot.exchange.ccxt.settings import Environment
 
 pytestmark = pytest.mark.live
 
@@ -32,11 +32,13 @@ def live_settings() -> CcxtSettings:
         pytest.skip("the live tests only run against testnet or demo accounts")
     return CcxtSettings(
         account="live-check",
-        exchange_id=cast(ExchangeId, exchange_id),
+        exchange_id=exchange_id,
         environment=cast(Environment, environment),
-        api_key=key,
-        secret=secret,
-        password=os.environ.get("LEVBOT_LIVE_PASSWORD"),
+        credentials={
+            "api_key": key,
+            "secret": secret,
+            "password": os.environ.get("LEVBOT_LIVE_PASSWORD", ""),
+        },
         collateral_source="spot" if exchange_id == "binanceusdm" else "funding",
     )
 

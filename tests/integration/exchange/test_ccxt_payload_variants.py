@@ -19,7 +19,6 @@ from bot.domain.leverage import cross_equity, isolated_equity, scope_metrics
 from bot.domain.models import AccountSnapshot, MarginMode, OrderSide, Side
 from bot.domain.planner import plan_rebalance
 from bot.domain.targets import Policy, Target, Targets
-from bot.exchange.ccxt.settings import ExchangeId
 from bot.exchange.port import OrderRequest
 from tests.integration.exchange.loopback import LoopbackVenue
 from tests.integration.exchange.venues import (
@@ -226,7 +225,7 @@ async def test_snapshot_when_binance_multi_assets_without_usdt_then_pooled_equit
 
 # -- a position on a market we did not load ------------------------------------------
 
-UNLISTED: dict[ExchangeId, tuple[str, str, str]] = {
+UNLISTED: dict[str, tuple[str, str, str]] = {
     # venue: (positions path, markets path, the venue's id of a market we never loaded)
     "binanceusdm": ("/fapi/v3/positionRisk", "/fapi/v1/exchangeInfo", "NEWCOINUSDT"),
     "bybit": ("/v5/position/list", "/v5/market/instruments-info", "NEWCOINUSDT"),
@@ -234,7 +233,7 @@ UNLISTED: dict[ExchangeId, tuple[str, str, str]] = {
 }
 
 
-def with_unlisted(exchange_id: ExchangeId, market_id: str) -> Any:
+def with_unlisted(exchange_id: str, market_id: str) -> Any:
     """The recorded positions reply plus the same position on `market_id`."""
     if exchange_id == "binanceusdm":
         return [binance_row(), binance_row(symbol=market_id)]
@@ -245,7 +244,7 @@ def with_unlisted(exchange_id: ExchangeId, market_id: str) -> Any:
 
 @pytest.mark.parametrize("exchange_id", list(UNLISTED))
 async def test_snapshot_when_position_on_unlisted_market_then_kept_and_markets_reloaded_once(
-    venue: LoopbackVenue, exchange_id: ExchangeId
+    venue: LoopbackVenue, exchange_id: str
 ) -> None:
     positions_path, markets_path, market_id = UNLISTED[exchange_id]
     serve(venue, exchange_id)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.exchange.ccxt.adapter import MARKETS_MAX_AGE
-from bot.exchange.ccxt.settings import ExchangeId
 from tests.integration.exchange.loopback import LoopbackVenue
 from tests.integration.exchange.venues import adapter_for, serve
 
@@ -42,7 +41,7 @@ class Clock:
 
 @pytest.mark.parametrize("exchange_id", ["binanceusdm", "bybit", "okx"])
 async def test_snapshot_when_markets_cached_then_three_requests(
-    venue: LoopbackVenue, exchange_id: ExchangeId
+    venue: LoopbackVenue, exchange_id: str
 ) -> None:
     serve(venue, exchange_id)
     async with adapter_for(exchange_id, venue) as exchange:
@@ -57,7 +56,7 @@ async def test_snapshot_when_markets_cached_then_three_requests(
 
 @pytest.mark.parametrize("exchange_id", ["binanceusdm", "bybit"])
 async def test_snapshot_when_a_day_passed_then_markets_and_tiers_reload_once(
-    venue: LoopbackVenue, exchange_id: ExchangeId
+    venue: LoopbackVenue, exchange_id: str
 ) -> None:
     serve(venue, exchange_id)
     clock = Clock()

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.domain.models import MarginMode
 from bot.exchange.ccxt import CcxtExchange, CcxtSettings, RetryPolicy, profile_for
-from bot.exchange.ccxt.settings import CollateralSource, Environment, ExchangeId
+from bot.exchange.ccxt.settings import CollateralSource, Environment
 from tests.integration.exchange.loopback import LoopbackVenue, RecordedRequest, Reply
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "ccxt"
@@ -21,8 +21,19 @@ CLIENT_ID = "lb0123456789abcdef0123456789ab"
 # Retries that keep a test fast: three tries, 10 ms then 20 ms apart.
 FAST_RETRY = RetryPolicy(attempts=3, first_delay=0.01, factor=2.0, max_delay=0.05)
 
+# Fake keys, by the names each venue's profile declares.
+TEST_CREDENTIALS: dict[str, dict[str, str]] = {
+    "binanceusdm": {"api_key": "test-api-key-0001", "secret": "test-secret-0002"},
+    "bybit": {"api_key": "test-api-key-0001", "secret": "test-secret-0002"},
+    "okx": {
+        "api_key": "test-api-key-0001",
+        "secret": "test-secret-0002",
+        "password": "test-passphrase-0003",
+    },
+}
+
 # Which recorded exchange reply answers which endpoint: (ccxt method, index) per path.
-RECORDED: dict[ExchangeId, dict[str, tuple[str, str, int]]] = {
+RECORDED: dict[str, dict[str, tuple[str, str, int]]] = {
     "binanceusdm": {
         # The account endpoint (v3) and positionRisk (v3) of one multi-assets account.
         "GET /fapi/v3/account": ("binance", "fetchPositions", 2),
@@ -57,12 +68,12 @@ def recorded_request(exchange: str, method: str, description: str) -> dict[str, 
     return next(entry for entry in entries if entry["description"] == description)
 
 
-def recorded_loopback(exchange_id: ExchangeId, key: str) -> Any:
+def recorded_loopback(exchange_id: str, key: str) -> Any:
     """An authored loopback reply, e.g. ("okx", "GET /api/v5/public/instruments")."""
     return _load(FIXTURES / "loopback" / f"{exchange_id}.json")["replies"][key]
 
 
-def serve(venue: LoopbackVenue, exchange_id: ExchangeId) -> None:
+def serve(venue: LoopbackVenue, exchange_id: str) -> None:
     """Program `venue` to answer as the account in the fixtures of `exchange_id`."""
     authored = _load(FIXTURES / "loopback" / f"{exchange_id}.json")
     for key, body in authored["replies"].items():
@@ -84,7 +95,7 @@ def serve(venue: LoopbackVenue, exchange_id: ExchangeId) -> None:
 
 
 def settings_for(
-    exchange_id: ExchangeId,
+    exchange_id: str,
     venue: LoopbackVenue | None = None,
     *,
     environment: Environment = "live",
@@ -101,9 +112,7 @@ def settings_for(
         account=f"test-{exchange_id}",
         exchange_id=exchange_id,
         environment=environment,
-        api_key="test-api-key-0001",
-        secret="test-secret-0002",
-        password="test-passphrase-0003" if exchange_id == "okx" else None,
+        credentials=TEST_CREDENTIALS[exchange_id],
         margin_mode=margin_mode,
         collateral_source=source,
         api_base_url=venue.url if venue is not None else None,
@@ -120,7 +129,7 @@ def quicken(instance: Any) -> Any:
 
 
 def adapter_for(
-    exchange_id: ExchangeId,
+    exchange_id: str,
     venue: LoopbackVenue,
     *,
     retry: RetryPolicy = FAST_RETRY,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from bot.app.config import (
     AccountConfig,
@@ -54,7 +54,7 @@ def test_load_config_when_paper_sim_account_then_loads_with_defaults(
     assert account.is_simulated
     assert account.interval_seconds == 2
     assert account.environment is None
-    assert account.api_key is None
+    assert account.credentials == {}
     assert account.dry_run is False
     assert account.settle == "USDT"
     assert account.target.to_target() == Target(Decimal(3), Decimal("2.5"), Decimal("3.5"))
@@ -255,8 +255,21 @@ def test_load_config_when_collateral_source_absent_then_exchange_default(
     load_text: Load, exchange: str, source: str
 ) -> None:
     text = OKX.replace('exchange = "okx"', f'exchange = "{exchange}"')
+    if exchange != "okx":
+        text = text.replace('password = "pass-okx"\n', "")
 
     assert load_text(text).accounts[0].collateral_source == source
+
+
+def test_load_config_when_a_credential_the_venue_does_not_use_then_error(
+    problems_of: Problems,
+) -> None:
+    text = OKX.replace('exchange = "okx"', 'exchange = "bybit"')
+
+    line = _one(problems_of(text), "accounts[0].password")
+
+    assert "not used by exchange bybit; it needs api_key, secret" in line
+    assert "pass-okx" not in line
 
 
 def test_load_config_when_okx_takes_collateral_from_spot_then_error(problems_of: Problems) -> None:
@@ -577,8 +590,7 @@ def test_account_config_when_built_in_python_then_same_defaults_as_from_a_file()
         name="b",
         exchange="bybit",
         environment="testnet",
-        api_key="k",  # type: ignore[arg-type]
-        secret="s",  # type: ignore[arg-type]
+        credentials={"api_key": SecretStr("k"), "secret": SecretStr("s")},
         target=TargetConfig(leverage=Decimal(3), min=Decimal(2), max=Decimal(4)),
     )
 

@@ -49,10 +49,8 @@ def test_load_config_when_env_references_then_expanded_from_env(load_text: Load)
     config = load_text(BYBIT, {"BYBIT_KEY": "k-1", "BYBIT_SECRET": "s-1"})
 
     account = config.accounts[0]
-    assert account.api_key is not None
-    assert account.secret is not None
-    assert account.api_key.get_secret_value() == "k-1"
-    assert account.secret.get_secret_value() == "s-1"
+    assert account.credential("api_key") == "k-1"
+    assert account.credential("secret") == "s-1"
 
 
 def test_load_config_when_references_in_arrays_and_mixed_text_then_expanded(
@@ -99,10 +97,8 @@ def test_load_config_when_dotenv_next_to_config_then_used(
 
     account = load_text(BYBIT).accounts[0]
 
-    assert account.api_key is not None
-    assert account.secret is not None
-    assert account.api_key.get_secret_value() == "from-dotenv"
-    assert account.secret.get_secret_value() == "quoted secret"
+    assert account.credential("api_key") == "from-dotenv"
+    assert account.credential("secret") == "quoted secret"
 
 
 def test_load_config_when_dotenv_in_working_directory_then_used(load_text: Load) -> None:
@@ -110,8 +106,7 @@ def test_load_config_when_dotenv_in_working_directory_then_used(load_text: Load)
 
     account = load_text(BYBIT).accounts[0]
 
-    assert account.api_key is not None
-    assert account.api_key.get_secret_value() == "cwd-key"
+    assert account.credential("api_key") == "cwd-key"
 
 
 def test_load_config_when_variable_in_env_and_dotenv_files_then_env_wins_then_config_dir(
@@ -122,10 +117,8 @@ def test_load_config_when_variable_in_env_and_dotenv_files_then_env_wins_then_co
 
     account = load_text(BYBIT, {"BYBIT_KEY": "env-key"}).accounts[0]
 
-    assert account.api_key is not None
-    assert account.secret is not None
-    assert account.api_key.get_secret_value() == "env-key"
-    assert account.secret.get_secret_value() == "dir-secret"
+    assert account.credential("api_key") == "env-key"
+    assert account.credential("secret") == "dir-secret"
 
 
 def test_load_config_when_env_not_given_then_process_environment_is_read(
@@ -138,8 +131,7 @@ def test_load_config_when_env_not_given_then_process_environment_is_read(
 
     account = load_config(path).accounts[0]
 
-    assert account.api_key is not None
-    assert account.api_key.get_secret_value() == "process-key"
+    assert account.credential("api_key") == "process-key"
 
 
 def test_load_config_when_file_missing_then_error_names_path(tmp_path: Path) -> None:
@@ -262,8 +254,7 @@ def test_load_config_when_testnet_example_and_env_given_then_loads() -> None:
         ("okx", "demo"),
     ]
     okx = accounts["okx-demo"]
-    assert okx.password is not None
-    assert okx.password.get_secret_value() == "okx-demo-password-value"
+    assert okx.credential("password") == "okx-demo-password-value"
     assert "ETH/USDT:USDT" in okx.to_targets().symbols
     assert config.telegram is not None
     assert config.telegram.allowed_chat_ids == (-1001234,)
