@@ -101,6 +101,8 @@ class CcxtExchange:
         self._reload_tiers = False
         # Margin mode of each leg at the last snapshot (OKX orders must name it).
         self._margin_modes: dict[tuple[str, Side], MarginMode] = {}
+        # Mark price of each leg at the last snapshot (Hyperliquid's market orders need one).
+        self._marks: dict[tuple[str, Side], Decimal] = {}
         self._source_missing_logged = False
 
     async def __aenter__(self) -> Self:
@@ -170,9 +172,10 @@ class CcxtExchange:
         await self._ensure_markets()
         mode = self._margin_modes.get((request.symbol, leg), self.settings.margin_mode)
         params = self.profile.order_params(request, request.hedged or self.settings.hedged, mode)
+        price = self.profile.order_price(request, self._marks.get((request.symbol, leg)))
         order = await self._write(
             lambda: self._exchange.create_order(
-                request.symbol, "market", request.side.value, float(request.amount), None, params
+                request.symbol, "market", request.side.value, float(request.amount), price, params
             ),
             f"{request.side.value} {request.amount} {request.symbol} ({request.client_order_id})",
         )
@@ -228,6 +231,7 @@ class CcxtExchange:
         taken_at = self._clock()
         positions = self._positions(raw_positions)
         self._margin_modes = {(p.symbol, p.side): p.margin_mode for p in positions}
+        self._marks = {(p.symbol, p.side): p.mark_price for p in positions if p.mark_price}
         return AccountSnapshot(
             account=self.name,
             settle=settle,

@@ -192,6 +192,11 @@ class ExchangeProfile:
             params["hedged"] = True
         return params
 
+    def order_price(self, request: OrderRequest, mark: Decimal | None) -> float | None:
+        """The price ccxt is given with a market order (`mark`: the leg's mark price at the
+        last snapshot, None when unknown). None where the venue needs no price."""
+        return None
+
     def margin_params(self, side: Side, hedged: bool) -> Params:
         return {}
 

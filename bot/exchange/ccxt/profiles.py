@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from bot.exchange.ccxt.binance_usdm_profile import BinanceUsdmProfile
 from bot.exchange.ccxt.bybit_profile import BybitProfile
 from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
+from bot.exchange.ccxt.hyperliquid_profile import HyperliquidProfile
 from bot.exchange.ccxt.okx_profile import OkxProfile
 from bot.exchange.port import CapabilityMissing
 
@@ -21,13 +22,20 @@ __all__ = [
     "BybitProfile",
     "Ccxt",
     "ExchangeProfile",
+    "HyperliquidProfile",
     "OkxProfile",
     "Params",
     "profile_for",
 ]
 
 PROFILES: Mapping[str, type[ExchangeProfile]] = {
-    profile.exchange_id: profile for profile in (BinanceUsdmProfile, BybitProfile, OkxProfile)
+    profile.exchange_id: profile
+    for profile in (
+        BinanceUsdmProfile,
+        BybitProfile,
+        OkxProfile,
+        HyperliquidProfile,
+    )
 }
 
 

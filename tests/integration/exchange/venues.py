@@ -30,6 +30,11 @@ TEST_CREDENTIALS: dict[str, dict[str, str]] = {
         "secret": "test-secret-0002",
         "password": "test-passphrase-0003",
     },
+    # A throwaway secp256k1 key (ccxt signs with it offline) and an address of the right shape.
+    "hyperliquid": {
+        "wallet_address": "0x" + "ab12" * 10,
+        "private_key": "0x" + "11" * 32,
+    },
 }
 
 # Which recorded exchange reply answers which endpoint: (ccxt method, index) per path.
