@@ -10,30 +10,39 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from bot.domain.vocabulary import AlertLevel
 from bot.store.journal import Journal
 
 logger = logging.getLogger(__name__)
 
 _LOG_LEVELS = {
-    "info": logging.INFO,
-    "action": logging.INFO,
-    "warning": logging.WARNING,
-    "critical": logging.CRITICAL,
+    AlertLevel.INFO: logging.INFO,
+    AlertLevel.ACTION: logging.INFO,
+    AlertLevel.WARNING: logging.WARNING,
+    AlertLevel.CRITICAL: logging.CRITICAL,
 }
 MAX_BACKOFF = timedelta(minutes=10)
 
 
-class AlertChannel(Protocol):
-    """Delivers one alert; raises when it could not."""
+class ChannelUnavailable(Exception):
+    """The alert was not delivered; `retry_after` says when to try again, if known."""
 
-    async def deliver(self, level: str, text: str) -> None: ...
+    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AlertChannel(Protocol):
+    """Delivers one alert; raises (preferably `ChannelUnavailable`) when it could not."""
+
+    async def deliver(self, level: AlertLevel, text: str) -> None: ...
 
 
 class LogChannel:
     """Alerts as log lines: the channel when Telegram is not configured."""
 
-    async def deliver(self, level: str, text: str) -> None:
-        logger.log(_LOG_LEVELS.get(level, logging.INFO), "ALERT %s", text.replace("\n", " | "))
+    async def deliver(self, level: AlertLevel, text: str) -> None:
+        logger.log(_LOG_LEVELS[level], "ALERT %s", text.replace("\n", " | "))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -54,8 +63,8 @@ async def flush_outbox(
             await channel.deliver(alert.level, alert.text)
         except Exception as error:
             # A channel may say when to come back (Telegram's 429 retry_after).
-            wait = getattr(error, "retry_after", None)
-            delay = wait if isinstance(wait, timedelta) else backoff(alert.attempts + 1)
+            wait = error.retry_after if isinstance(error, ChannelUnavailable) else None
+            delay = wait if wait is not None else backoff(alert.attempts + 1)
             retry_at = clock() + delay
             await journal.mark_alert_failed(alert.id, f"{type(error).__name__}: {error}", retry_at)
             logger.info("alert %s not delivered (%s); retry at %s", alert.id, error, retry_at)

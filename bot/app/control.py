@@ -6,16 +6,17 @@ Channels stay thin: they format these values; they never query tables or ccxt.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot.app.config import LevbotConfig
 from bot.app.service import AccountService, CycleReport
 from bot.domain.actions import Plan
-from bot.domain.gate import TradingState
+from bot.domain.gate import TradingState, trading_state
 from bot.domain.models import AccountSnapshot
 from bot.domain.targets import Target
+from bot.domain.vocabulary import ALL_ACCOUNTS, CycleStatus
 from bot.store.journal import Journal
 from bot.store.records import ActionRecord, SnapshotRecord
 
@@ -25,7 +26,7 @@ STALE_AFTER_INTERVALS = 3
 @dataclass(frozen=True, slots=True)
 class AccountStatus:
     account: str
-    state: str  # active | paused | halted | dry-run
+    state: TradingState
     target: Decimal
     band: tuple[Decimal, Decimal]
     snapshot: SnapshotRecord | None
@@ -42,8 +43,13 @@ class Health:
     healthy: bool
 
 
-async def account_statuses(journal: Journal, config: LevbotConfig) -> list[AccountStatus]:
-    """Per account: the latest snapshot's figures, the band, the state, the last cycle."""
+async def account_statuses(
+    journal: Journal, config: LevbotConfig, halted: frozenset[str] = frozenset()
+) -> list[AccountStatus]:
+    """Per account: the latest snapshot's figures, the band, the state, the last cycle.
+
+    `halted`: accounts a running daemon knows to be halted (the journal knows only
+    that the last cycle was)."""
     snapshots = await journal.latest_snapshots()
     paused = await journal.paused_accounts()
     statuses: list[AccountStatus] = []
@@ -52,11 +58,12 @@ async def account_statuses(journal: Journal, config: LevbotConfig) -> list[Accou
         target = overrides.get(None) or account.to_targets().account
         cycles = await journal.history(account.name, limit=1)
         last = cycles[0] if cycles else None
-        state = "dry-run" if account.dry_run else "active"
-        if account.name in paused or "*" in paused:
-            state = "paused"
-        elif last is not None and last.status == "halted":
-            state = "halted"
+        state = trading_state(
+            halted=account.name in halted
+            or (last is not None and last.status is CycleStatus.HALTED),
+            paused=account.name in paused or ALL_ACCOUNTS in paused,
+            dry_run=account.dry_run,
+        )
         snapshot = snapshots.get(account.name)
         statuses.append(
             AccountStatus(
@@ -134,16 +141,15 @@ class Controls:
 
     def resolve(self, name: str | None) -> list[str]:
         """`None` or 'all' -> every account; otherwise the one named (UnknownAccount)."""
-        if name is None or name == "all":
+        if name is None or name == ALL_ACCOUNTS:
             return self.account_names()
         if name not in self.services:
             raise UnknownAccount(name)
         return [name]
 
     async def statuses(self) -> list[AccountStatus]:
-        rows = await account_statuses(self.journal, self.config)
-        halted = {n for n, s in self.services.items() if s.state is TradingState.HALTED}
-        return [replace(r, state="halted") if r.account in halted else r for r in rows]
+        halted = frozenset(name for name, service in self.services.items() if service.halted)
+        return await account_statuses(self.journal, self.config, halted)
 
     async def positions(self, name: str | None) -> list[tuple[str, SnapshotRecord | None]]:
         snapshots = await self.journal.latest_snapshots()

@@ -1,58 +1,27 @@
 """Carry a plan out on an Exchange, one action at a time, journaling intent and result.
 
 This is the one write path: the daemon's cycle and the backtest's `levbot` policy both
-come through here, so what the backtest measures is what the daemon does.
+come through here, so what the backtest measures is what the daemon does. It is also
+where each action's verdict is decided (`ActionOutcome.of`): everything after it reads
+`outcome.status`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from bot.domain.actions import Action, MarginAdjustment, Order, Plan, Transfer
-from bot.exchange.port import (
-    AuthenticationError,
-    Exchange,
-    ExchangeError,
-    MarginResult,
-    OrderRequest,
-    OrderResult,
-    TransferResult,
-)
+from bot.domain.outcomes import ActionJournal, ActionOutcome, ExchangeReceipt
+from bot.exchange.port import AuthenticationError, Exchange, ExchangeError, OrderRequest
 
 logger = logging.getLogger(__name__)
-
-ExchangeReceipt = OrderResult | TransferResult | MarginResult
-
-
-@dataclass(frozen=True, slots=True)
-class ActionOutcome:
-    """What happened to one planned action."""
-
-    action: Action
-    client_id: str
-    receipt: ExchangeReceipt | None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-class ActionJournal(Protocol):
-    """Where intents are written before the exchange call, and results after."""
-
-    async def intent(self, action: Action, client_id: str) -> None: ...
-
-    async def result(self, outcome: ActionOutcome) -> None: ...
 
 
 async def execute_plan(
     exchange: Exchange,
     plan: Plan,
-    new_client_id: Callable[[Action], str],
+    new_client_id: Callable[[], str],
     journal: ActionJournal | None = None,
 ) -> list[ActionOutcome]:
     """Execute `plan.actions` in order.
@@ -63,20 +32,22 @@ async def execute_plan(
     """
     outcomes: list[ActionOutcome] = []
     for action in plan.actions:
-        client_id = new_client_id(action)
+        client_id = new_client_id()
         if journal is not None:
             await journal.intent(action, client_id)
         try:
             receipt = await apply_action(exchange, action, client_id)
-            outcome = ActionOutcome(action, client_id, receipt)
+            outcome = ActionOutcome.of(action, client_id, receipt)
         except AuthenticationError as error:
             # The exchange refused before acting: journal that, then halt the account.
             if journal is not None:
-                await journal.result(ActionOutcome(action, client_id, None, f"halted: {error}"))
+                await journal.result(ActionOutcome.failed(action, client_id, f"halted: {error}"))
             raise
         except ExchangeError as error:
             logger.warning("%s %s failed: %s", action.kind.value, client_id, error)
-            outcome = ActionOutcome(action, client_id, None, f"{type(error).__name__}: {error}")
+            outcome = ActionOutcome.failed(action, client_id, f"{type(error).__name__}: {error}")
+        if not outcome.ok and outcome.receipt is not None:
+            logger.warning("%s %s failed: %s", action.kind.value, client_id, outcome.error)
         if journal is not None:
             await journal.result(outcome)
         outcomes.append(outcome)

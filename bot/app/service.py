@@ -10,29 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from bot.app.execute import ActionOutcome, execute_plan
-from bot.domain.actions import Action, ActionKind, Order, Plan, Rule
-from bot.domain.gate import GateDecision, TradingState, gate
+from bot.app.execute import execute_plan
+from bot.app.journal_port import CycleJournal
+from bot.clock import Clock
+from bot.domain.actions import ActionKind, Plan, Rule, describe_action
+from bot.domain.gate import Denied, GateDecision, TradingState, gate, trading_state
 from bot.domain.leverage import ScopeMetrics
 from bot.domain.models import AccountSnapshot
+from bot.domain.outcomes import ActionOutcome, ActionStatus
 from bot.domain.planner import plan_rebalance
 from bot.domain.summary import account_metrics
 from bot.domain.targets import Policy, Targets
+from bot.domain.vocabulary import ALL_ACCOUNTS, AlertLevel, CycleStatus
 from bot.exchange.port import AuthenticationError, Exchange, ExchangeError, TemporaryError
-from bot.store.journal import Journal
 
 logger = logging.getLogger(__name__)
 
-INFO, ACTION, WARNING, CRITICAL = "info", "action", "warning", "critical"
 # While an emergency lasts (e.g. on a paused account), repeat its alert this often.
 EMERGENCY_REPEAT = timedelta(minutes=15)
-# Order states that mean the exchange did nothing, when nothing was filled.
-DEAD_ORDER_STATES = frozenset({"canceled", "cancelled", "rejected", "expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +53,20 @@ class CycleReport:
     account: str
     started_at: datetime
     finished_at: datetime
-    status: str  # ok | failed | paused | halted | dry_run
+    status: CycleStatus
     plan: Plan | None = None
     outcomes: tuple[ActionOutcome, ...] = ()
+    # Planned actions the gate held back (paused, halted, dry run), with the reason.
+    held_back: tuple[Denied, ...] = ()
     before: ScopeMetrics | None = None
     after: ScopeMetrics | None = None
     notes: tuple[str, ...] = ()
     error: str | None = None
 
 
-def new_client_id(action: Action) -> str:
-    """Alphanumeric, <= 32 chars: valid as Binance, Bybit and OKX client order ids."""
+def new_client_id() -> str:
+    """A fresh client id: "lb" + 28 hex digits, valid as a Binance, Bybit or OKX client
+    order id as it is (a profile maps it where a venue wants another shape)."""
     return "lb" + uuid.uuid4().hex[:28]
 
 
@@ -73,9 +75,14 @@ class AccountService:
     """Runs cycles for one account, one at a time."""
 
     runtime: AccountRuntime
-    journal: Journal
-    clock: Callable[[], datetime]
-    state: TradingState = TradingState.ACTIVE
+    journal: CycleJournal
+    clock: Clock
+    # The daemon run this service's cycles belong to (None outside the daemon).
+    run_id: int | None = None
+    # Set by an authentication error; only a restart (with fixed keys) clears it.
+    halted: bool = False
+    # The account's state as of the last cycle (None before the first).
+    state: TradingState | None = None
     last_report: CycleReport | None = None
     failures_in_row: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -115,12 +122,12 @@ class AccountService:
         return replace(targets, account=account, symbols=symbols)
 
     async def trading_state(self) -> TradingState:
-        if self.state is TradingState.HALTED:
-            return self.state
         paused = await self.journal.paused_accounts()
-        if self.name in paused or "*" in paused:
-            return TradingState.PAUSED
-        return TradingState.ACTIVE
+        return trading_state(
+            halted=self.halted,
+            paused=self.name in paused or ALL_ACCOUNTS in paused,
+            dry_run=self.runtime.dry_run,
+        )
 
     async def reconcile(self, current_cycle: int | None = None) -> list[str]:
         """Settle intents a previous process left pending, before anything new is planned.
@@ -142,36 +149,38 @@ class AccountService:
                 )
                 if order is None:
                     await self.journal.resolve_intent(
-                        intent.client_id, "failed", error="never reached the exchange"
+                        intent.client_id, ActionStatus.FAILED, error="never reached the exchange"
                     )
                     notes.append(f"{intent.client_id}: order never reached the exchange")
-                elif order.status in DEAD_ORDER_STATES and order.filled == 0:
+                elif (nothing := order.did_nothing) is not None:
                     await self.journal.resolve_intent(
-                        intent.client_id, "failed", exchange_id=order.exchange_id,
-                        error=f"order {order.status} with nothing filled",
+                        intent.client_id, ActionStatus.FAILED, exchange_id=order.exchange_id,
+                        error=nothing,
                     )  # fmt: skip
-                    notes.append(f"{intent.client_id}: order {order.status}, nothing filled")
+                    notes.append(f"{intent.client_id}: {nothing}")
                 else:
                     await self.journal.resolve_intent(
-                        intent.client_id, "ok", exchange_id=order.exchange_id,
+                        intent.client_id, ActionStatus.OK, exchange_id=order.exchange_id,
                         filled=order.filled, fill_price=order.average_price, fee=order.fee,
                     )  # fmt: skip
-                    notes.append(f"{intent.client_id}: order found ({order.status})")
+                    notes.append(f"{intent.client_id}: order found ({order.status.value})")
             else:
                 await self.journal.resolve_intent(
-                    intent.client_id, "unknown", error="interrupted; effect read from balances"
-                )
+                    intent.client_id, ActionStatus.UNKNOWN,
+                    error="interrupted; effect read from balances",
+                )  # fmt: skip
                 notes.append(f"{intent.client_id}: {intent.kind} interrupted, outcome unknown")
         if notes:
             await self.journal.enqueue_alert(
-                WARNING, f"[{self.name}] recovered after a restart:\n" + "\n".join(notes)
+                AlertLevel.WARNING,
+                f"[{self.name}] recovered after a restart:\n" + "\n".join(notes),
             )
         self._reconciled = True
         return notes
 
     async def _cycle(self) -> CycleReport:
         started = self.clock()
-        cycle_id = await self.journal.start_cycle(self.name, started)
+        cycle_id = await self.journal.start_cycle(self.name, started, run_id=self.run_id)
         try:
             report = await self._guarded_cycle(started, cycle_id)
         except AuthenticationError as error:
@@ -185,8 +194,9 @@ class AccountService:
             logger.exception("%s: cycle failed unexpectedly", self.name)
             self._reconciled = False
             report = CycleReport(
-                self.name, started, self.clock(), "failed", error=f"{type(error).__name__}: {error}"
-            )
+                self.name, started, self.clock(), CycleStatus.FAILED,
+                error=f"{type(error).__name__}: {error}",
+            )  # fmt: skip
         await self.journal.finish_cycle(
             cycle_id, report.status, report.finished_at, list(report.notes), report.error
         )
@@ -199,15 +209,17 @@ class AccountService:
         for intent in await self.journal.pending_intents(self.name):
             if intent.cycle_id == cycle_id:
                 await self.journal.resolve_intent(
-                    intent.client_id, "failed", error=f"AuthenticationError: {error}"
+                    intent.client_id, ActionStatus.FAILED, error=f"AuthenticationError: {error}"
                 )
-        if self.state is not TradingState.HALTED:
+        self.state = TradingState.HALTED
+        if not self.halted:
             # Alert once, on the way in: a halted account keeps cycling (and watching).
-            self.state = TradingState.HALTED
+            self.halted = True
             await self.journal.enqueue_alert(
-                CRITICAL, f"[{self.name}] HALTED: {error}. Fix the API keys, then restart."
+                AlertLevel.CRITICAL,
+                f"[{self.name}] HALTED: {error}. Fix the API keys, then restart.",
             )
-        return CycleReport(self.name, started, self.clock(), "halted", error=str(error))
+        return CycleReport(self.name, started, self.clock(), CycleStatus.HALTED, error=str(error))
 
     async def _failed(self, started: datetime, error: ExchangeError) -> CycleReport:
         self.failures_in_row += 1
@@ -215,10 +227,10 @@ class AccountService:
         logger.warning("%s: cycle failed (%s): %s", self.name, kind, error)
         if self.failures_in_row == self.runtime.unreachable_after:
             await self.journal.enqueue_alert(
-                WARNING,
+                AlertLevel.WARNING,
                 f"[{self.name}] exchange {kind} for {self.failures_in_row} cycles: {error}",
             )
-        return CycleReport(self.name, started, self.clock(), "failed", error=str(error))
+        return CycleReport(self.name, started, self.clock(), CycleStatus.FAILED, error=str(error))
 
     async def _guarded_cycle(self, started: datetime, cycle_id: int) -> CycleReport:
         if not self._reconciled:
@@ -226,7 +238,9 @@ class AccountService:
         exchange = self.runtime.exchange
         snapshot = await exchange.fetch_snapshot()
         if self.failures_in_row >= self.runtime.unreachable_after:
-            await self.journal.enqueue_alert(INFO, f"[{self.name}] exchange reachable again")
+            await self.journal.enqueue_alert(
+                AlertLevel.INFO, f"[{self.name}] exchange reachable again"
+            )
         self.failures_in_row = 0
         before = account_metrics(snapshot)
         await self._record(snapshot, before, cycle_id)
@@ -236,8 +250,8 @@ class AccountService:
         activity = await self.journal.recent_activity(self.name, now)
         plan = plan_rebalance(snapshot, targets, self.runtime.policy, now, activity)
         notes = [*plan.notes, *(n for d in plan.decisions for n in d.notes)]
-        state = await self.trading_state()
-        decision = gate(plan, state, self.runtime.dry_run)
+        state = self.state = await self.trading_state()
+        decision = gate(plan, state)
         if plan.emergency:
             await self._alert_emergency(plan, decision, state)
         else:
@@ -246,6 +260,7 @@ class AccountService:
         outcomes: list[ActionOutcome] = []
         if decision.denied:
             await self._journal_denied(cycle_id, decision, state)
+            # For the journal's reader; channels use the typed `CycleReport.held_back`.
             notes.extend(f"held back: {d.action.kind.value}: {d.reason}" for d in decision.denied)
         if decision.allowed:
             recorder = self.journal.actions(self.name, cycle_id)
@@ -258,18 +273,14 @@ class AccountService:
             await self._record(verified, after, cycle_id)
             await self._alert_outcomes(outcomes, before, after)
 
-        status = "ok"
-        if state is TradingState.HALTED:
-            status = "halted"
-        elif state is TradingState.PAUSED:
-            status = "paused"
-        elif self.runtime.dry_run and decision.denied:
-            status = "dry_run"
+        status = _CYCLE_STATUS.get(state, CycleStatus.OK)
+        if state is TradingState.DRY_RUN and not decision.denied:
+            status = CycleStatus.OK
         if any(not o.ok for o in outcomes):
-            status = "failed"
+            status = CycleStatus.FAILED
         return CycleReport(
-            self.name, started, self.clock(), status, plan, tuple(outcomes), before, after,
-            tuple(notes),
+            self.name, started, self.clock(), status, plan, tuple(outcomes), decision.denied,
+            before, after, tuple(notes),
         )  # fmt: skip
 
     async def _record(
@@ -284,15 +295,17 @@ class AccountService:
         self, cycle_id: int, decision: GateDecision, state: TradingState
     ) -> None:
         """In a dry run the held-back actions are journaled (as dry-run) and alerted."""
-        if not self.runtime.dry_run or state in (TradingState.PAUSED, TradingState.HALTED):
+        if state is not TradingState.DRY_RUN:
             return
         recorder = self.journal.actions(self.name, cycle_id, dry_run=True)
         for denied in decision.denied:
-            client_id = new_client_id(denied.action)
+            client_id = new_client_id()
             await recorder.intent(denied.action, client_id)
-            await recorder.result(ActionOutcome(denied.action, client_id, None, "dry run"))
-        lines = [f"would {describe(d.action)}" for d in decision.denied]
-        await self.journal.enqueue_alert(INFO, f"[{self.name}] dry run:\n" + "\n".join(lines))
+            await recorder.result(ActionOutcome.failed(denied.action, client_id, "dry run"))
+        lines = [f"would {describe_action(d.action)}" for d in decision.denied]
+        await self.journal.enqueue_alert(
+            AlertLevel.INFO, f"[{self.name}] dry run:\n" + "\n".join(lines)
+        )
 
     async def _alert_emergency(
         self, plan: Plan, decision: GateDecision, state: TradingState
@@ -307,7 +320,8 @@ class AccountService:
         reasons = sorted({a.reason.describe() for a in emergency})
         held = "" if not decision.denied else f" NOT ACTING: {decision.denied[0].reason}."
         await self.journal.enqueue_alert(
-            CRITICAL, f"[{self.name}] EMERGENCY ({state.value}).{held}\n" + "\n".join(reasons)
+            AlertLevel.CRITICAL,
+            f"[{self.name}] EMERGENCY ({state.value}).{held}\n" + "\n".join(reasons),
         )
 
     async def _alert_outcomes(
@@ -316,26 +330,24 @@ class AccountService:
         done = [o for o in outcomes if o.ok]
         failed = [o for o in outcomes if not o.ok]
         if done:
-            lines = [f"{describe(o.action)} — {o.action.reason.describe()}" for o in done]
+            lines = [f"{describe_action(o.action)} — {o.action.reason.describe()}" for o in done]
             lines.append(f"account leverage {_fmt(before.leverage)} -> {_fmt(after.leverage)}")
             text = f"[{self.name}] rebalanced:\n" + "\n".join(lines)
-            await self.journal.enqueue_alert(ACTION, text)
+            await self.journal.enqueue_alert(AlertLevel.ACTION, text)
         for outcome in failed:
             await self.journal.enqueue_alert(
-                WARNING, f"[{self.name}] {describe(outcome.action)} FAILED: {outcome.error}"
+                AlertLevel.WARNING,
+                f"[{self.name}] {describe_action(outcome.action)} FAILED: {outcome.error}",
             )
 
 
-def describe(action: Action) -> str:
-    """One short human line for an action."""
-    if isinstance(action, Order):
-        return (
-            f"{action.order_side.value} {action.amount} {action.symbol} "
-            f"({'reduce-only' if action.reduce_only else 'increase'}, ~{action.notional:.2f})"
-        )
-    kind = action.kind.value.replace("_", " ")
-    where = getattr(action, "symbol", None) or getattr(action, "currency", "")
-    return f"{kind} {action.amount} {where}".strip()
+# How a cycle that ran to the end is journaled, by the account's state.
+_CYCLE_STATUS = {
+    TradingState.ACTIVE: CycleStatus.OK,
+    TradingState.PAUSED: CycleStatus.PAUSED,
+    TradingState.HALTED: CycleStatus.HALTED,
+    TradingState.DRY_RUN: CycleStatus.DRY_RUN,
+}
 
 
 def _fmt(value: Decimal | None) -> str:

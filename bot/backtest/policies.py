@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
-from bot.app.execute import ActionOutcome, execute_plan
+from bot.app.execute import execute_plan
 from bot.domain.actions import (
     Action,
     ActionKind,
@@ -24,6 +24,7 @@ from bot.domain.actions import (
     Transfer,
 )
 from bot.domain.models import ZERO, MarginMode
+from bot.domain.outcomes import ActionOutcome
 from bot.domain.planner import plan_rebalance
 from bot.domain.targets import Policy, Prefer, Target, Targets
 from bot.exchange.sim.exchange import SimulatedExchange
@@ -98,7 +99,7 @@ class ClientIds:
     prefix: str
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    def __call__(self, action: Action) -> str:
+    def __call__(self) -> str:
         return f"{self.prefix}-{next(self._counter)}"
 
 
@@ -149,9 +150,19 @@ class AutoMarginPolicy(BacktestPolicy):
             return
         position = positions[0]
         reason = Reason(Rule.EMERGENCY, position.symbol, None, None, "auto-add margin")
-        actions: list[Action] = [Transfer(exchange.settle, amount, True, reason)]
+        actions: list[Action] = [
+            Transfer(currency=exchange.settle, amount=amount, into_derivatives=True, reason=reason)
+        ]
         if position.margin_mode is MarginMode.ISOLATED:
-            actions.append(MarginAdjustment(position.symbol, position.side, amount, True, reason))
+            actions.append(
+                MarginAdjustment(
+                    symbol=position.symbol,
+                    side=position.side,
+                    amount=amount,
+                    add=True,
+                    reason=reason,
+                )
+            )
         await execute_plan(exchange, Plan(now, tuple(actions)), self.ids, log.at(now))
 
 

@@ -46,7 +46,7 @@ class Reason:
         return f"{text} ({self.detail})" if self.detail else text
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Transfer:
     """Move `amount` of `currency` between the source wallet and the derivatives wallet."""
 
@@ -60,7 +60,7 @@ class Transfer:
         return ActionKind.TRANSFER_IN if self.into_derivatives else ActionKind.TRANSFER_OUT
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MarginAdjustment:
     """Add margin to (or remove it from) one isolated position."""
 
@@ -76,7 +76,7 @@ class MarginAdjustment:
         return ActionKind.ADD_MARGIN if self.add else ActionKind.REDUCE_MARGIN
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Order:
     """A market order on one position leg. Reduce-only unless it adds exposure."""
 
@@ -101,6 +101,19 @@ class Order:
 
 
 Action = Transfer | MarginAdjustment | Order
+
+
+def describe_action(action: Action) -> str:
+    """One short human line for an action (journal, alerts, CLI and Telegram)."""
+    if isinstance(action, Order):
+        effect = "reduce-only" if action.reduce_only else "increase"
+        return (
+            f"{action.order_side.value} {action.amount} {action.symbol} "
+            f"({effect}, ~{action.notional:.2f})"
+        )
+    kind = action.kind.value.replace("_", " ")
+    where = action.currency if isinstance(action, Transfer) else action.symbol
+    return f"{kind} {action.amount} {where}"
 
 
 @dataclass(frozen=True, slots=True)

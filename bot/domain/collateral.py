@@ -30,10 +30,10 @@ def add_collateral(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule)
         work.equity += amount
         work.actions.append(
             Transfer(
-                snapshot.settle,
-                amount,
-                True,
-                reason_for(scope, rule, before, work, "transfer collateral in"),
+                currency=snapshot.settle,
+                amount=amount,
+                into_derivatives=True,
+                reason=reason_for(scope, rule, before, work, "transfer collateral in"),
             )
         )
         return
@@ -61,21 +61,21 @@ def add_collateral(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule)
             budget.derivatives_free += transfer
             work.actions.append(
                 Transfer(
-                    snapshot.settle,
-                    transfer,
-                    True,
-                    reason_for(scope, rule, before, before, "fund isolated margin"),
+                    currency=snapshot.settle,
+                    amount=transfer,
+                    into_derivatives=True,
+                    reason=reason_for(scope, rule, before, before, "fund isolated margin"),
                 )
             )
     budget.derivatives_free -= amount
     work.equity += amount
     work.actions.append(
         MarginAdjustment(
-            position.symbol,
-            position.side,
-            amount,
-            True,
-            reason_for(scope, rule, before, work, "add isolated margin"),
+            symbol=position.symbol,
+            side=position.side,
+            amount=amount,
+            add=True,
+            reason=reason_for(scope, rule, before, work, "add isolated margin"),
             hedged=position.hedged,
         )
     )
@@ -110,11 +110,13 @@ def repledge_released_margin(
         return
     work.actions.append(
         MarginAdjustment(
-            position.symbol,
-            position.side,
-            released,
-            True,
-            reason_for(scope, rule, work, work, "re-pledge margin released by the reduce order"),
+            symbol=position.symbol,
+            side=position.side,
+            amount=released,
+            add=True,
+            reason=reason_for(
+                scope, rule, work, work, "re-pledge margin released by the reduce order"
+            ),
             hedged=position.hedged,
         )
     )
@@ -134,10 +136,10 @@ def release_collateral(ctx: PlanContext, scope: Scope, work: ScopeState, rule: R
         work.equity -= amount
         work.actions.append(
             Transfer(
-                snapshot.settle,
-                amount,
-                False,
-                reason_for(scope, rule, before, work, "release excess collateral"),
+                currency=snapshot.settle,
+                amount=amount,
+                into_derivatives=False,
+                reason=reason_for(scope, rule, before, work, "release excess collateral"),
             )
         )
         return
@@ -153,11 +155,11 @@ def release_collateral(ctx: PlanContext, scope: Scope, work: ScopeState, rule: R
     budget.derivatives_free += surplus
     work.actions.append(
         MarginAdjustment(
-            position.symbol,
-            position.side,
-            surplus,
-            False,
-            reason_for(scope, rule, before, work, "release isolated margin"),
+            symbol=position.symbol,
+            side=position.side,
+            amount=surplus,
+            add=False,
+            reason=reason_for(scope, rule, before, work, "release isolated margin"),
             hedged=position.hedged,
         )
     )

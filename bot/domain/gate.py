@@ -13,11 +13,24 @@ from bot.domain.actions import Action, Plan
 
 
 class TradingState(StrEnum):
-    """ACTIVE acts; PAUSED (by the owner) and HALTED (bad keys) only watch."""
+    """ACTIVE acts; PAUSED (by the owner), HALTED (bad keys) and DRY_RUN (by config)
+    only watch. The one word for an account's state, wherever it is shown."""
 
     ACTIVE = "active"
     PAUSED = "paused"
     HALTED = "halted"
+    DRY_RUN = "dry-run"
+
+
+def trading_state(*, halted: bool, paused: bool, dry_run: bool) -> TradingState:
+    """An account's state: halted wins over paused, paused over dry run."""
+    if halted:
+        return TradingState.HALTED
+    if paused:
+        return TradingState.PAUSED
+    if dry_run:
+        return TradingState.DRY_RUN
+    return TradingState.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +49,12 @@ class GateDecision:
         return Plan(plan.created_at, self.allowed, plan.decisions, plan.notes)
 
 
-def gate(plan: Plan, state: TradingState, dry_run: bool) -> GateDecision:
+def gate(plan: Plan, state: TradingState) -> GateDecision:
     """Split the plan's actions into allowed and denied, each denial with its reason."""
     allowed: list[Action] = []
     denied: list[Denied] = []
     for action in plan.actions:
-        reason = _denial(action, state, dry_run)
+        reason = _denial(state)
         if reason is None:
             allowed.append(action)
         else:
@@ -49,11 +62,12 @@ def gate(plan: Plan, state: TradingState, dry_run: bool) -> GateDecision:
     return GateDecision(tuple(allowed), tuple(denied))
 
 
-def _denial(action: Action, state: TradingState, dry_run: bool) -> str | None:
-    if state is TradingState.HALTED:
-        return "account halted (authentication or permission error); fix keys and resume"
-    if state is TradingState.PAUSED:
-        return "account paused by the owner"
-    if dry_run:
-        return "dry run: nothing is sent to the exchange"
-    return None
+_DENIALS = {
+    TradingState.HALTED: "account halted (authentication or permission error); fix keys and resume",
+    TradingState.PAUSED: "account paused by the owner",
+    TradingState.DRY_RUN: "dry run: nothing is sent to the exchange",
+}
+
+
+def _denial(state: TradingState) -> str | None:
+    return _DENIALS.get(state)

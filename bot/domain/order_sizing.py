@@ -130,13 +130,13 @@ def _reduce(
     work.equity -= fee_paid
     work.actions.append(
         Order(
-            position.symbol,
-            position.side,
-            amount,
-            True,
-            price,
-            reduced,
-            reason_for(scope, rule, before, work, detail),
+            symbol=position.symbol,
+            position_side=position.side,
+            amount=amount,
+            reduce_only=True,
+            expected_price=price,
+            notional=reduced,
+            reason=reason_for(scope, rule, before, work, detail),
             hedged=position.hedged,
         )
     )
@@ -205,13 +205,13 @@ def increase_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Ru
         work.equity -= added * (rules.taker_fee + policy.slippage_allowance)
         work.actions.append(
             Order(
-                position.symbol,
-                position.side,
-                amount,
-                False,
-                price,
-                added,
-                reason_for(scope, rule, before, work, "increase exposure (allowed)"),
+                symbol=position.symbol,
+                position_side=position.side,
+                amount=amount,
+                reduce_only=False,
+                expected_price=price,
+                notional=added,
+                reason=reason_for(scope, rule, before, work, "increase exposure (allowed)"),
                 hedged=position.hedged,
             )
         )

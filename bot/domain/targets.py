@@ -37,6 +37,25 @@ class Target:
     def contains(self, leverage: Decimal) -> bool:
         return self.min <= leverage <= self.max
 
+    def moved_to(
+        self, leverage: Decimal, low: Decimal | None = None, high: Decimal | None = None
+    ) -> Target:
+        """This target at a new `leverage`. An edge not given keeps its proportion to the
+        target (band 4-6 around 5 becomes 8-12 around 10), rounded to cents; the
+        emergency thresholds stay. Raises `TargetError` for a band that breaks a rule."""
+        cent = Decimal("0.01")
+        if low is None:
+            low = (leverage * self.min / self.leverage).quantize(cent)
+        if high is None:
+            high = (leverage * self.max / self.leverage).quantize(cent)
+        return Target(
+            leverage=leverage,
+            min=low,
+            max=high,
+            emergency_margin_ratio=self.emergency_margin_ratio,
+            emergency_liquidation_distance=self.emergency_liquidation_distance,
+        )
+
 
 def validate_target(target: Target, prefix: str = "") -> None:
     """Raise `TargetError` naming the first field that breaks a rule."""

@@ -11,6 +11,24 @@ from decimal import Decimal
 from typing import Protocol
 
 from bot.domain.models import AccountSnapshot, OrderSide, Side
+from bot.domain.outcomes import MarginResult, OrderResult, OrderStatus, TransferResult
+
+__all__ = [
+    "AuthenticationError",
+    "CapabilityMissing",
+    "Exchange",
+    "ExchangeError",
+    "InsufficientFunds",
+    "InvalidOrder",
+    "MarginResult",
+    "OperationalError",
+    "OrderRequest",
+    "OrderResult",
+    "OrderStatus",
+    "TemporaryError",
+    "TransferResult",
+    "UnknownSymbol",
+]
 
 
 class ExchangeError(Exception):
@@ -56,35 +74,6 @@ class OrderRequest:
     position_side: Side
     client_order_id: str
     hedged: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class OrderResult:
-    client_order_id: str
-    exchange_id: str
-    symbol: str
-    side: OrderSide
-    amount: Decimal
-    filled: Decimal
-    average_price: Decimal | None
-    fee: Decimal
-    status: str  # "open" | "closed" | "canceled" | "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class TransferResult:
-    transfer_id: str
-    currency: str
-    amount: Decimal
-    into_derivatives: bool
-
-
-@dataclass(frozen=True, slots=True)
-class MarginResult:
-    symbol: str
-    side: Side
-    amount: Decimal
-    add: bool
 
 
 class Exchange(Protocol):

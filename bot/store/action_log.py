@@ -14,8 +14,8 @@ from decimal import Decimal
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from bot.app.execute import ActionOutcome
 from bot.domain.actions import Action, ActionKind, RecentActivity
+from bot.domain.outcomes import MAYBE_DONE, ActionOutcome
 from bot.store.codec import action_record, action_row, outcome_values, pending_intent
 from bot.store.records import ActionRecord, ActionStatus, PendingIntent, UnknownIntent
 from bot.store.sessions import JournalBase
@@ -24,7 +24,7 @@ from bot.store.tables import ActionRow
 logger = logging.getLogger(__name__)
 
 _ORDER_KINDS = (ActionKind.REDUCE_ORDER.value, ActionKind.INCREASE_ORDER.value)
-_MAYBE_DONE = (ActionStatus.OK.value, ActionStatus.UNKNOWN.value, ActionStatus.PENDING.value)
+_MAYBE_DONE = tuple(status.value for status in MAYBE_DONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class ActionLog(JournalBase):
     async def resolve_intent(
         self,
         client_id: str,
-        status: ActionStatus | str,
+        status: ActionStatus,
         exchange_id: str | None = None,
         error: str | None = None,
         *,

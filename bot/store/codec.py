@@ -7,12 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.app.execute import ActionOutcome
 from bot.domain.actions import Action, ActionKind, MarginAdjustment, Order, Transfer
 from bot.domain.leverage import notional
 from bot.domain.models import MarginMode, Position, Side
+from bot.domain.outcomes import ActionOutcome, MarginResult, OrderResult, TransferResult
 from bot.domain.targets import Target
-from bot.exchange.port import MarginResult, OrderResult, TransferResult
+from bot.domain.vocabulary import AlertLevel
 from bot.store.records import (
     ActionRecord,
     ActionStatus,
@@ -32,7 +32,6 @@ from bot.store.tables import (
 )
 
 # Order states that mean the exchange did nothing, when nothing was filled.
-_DEAD_ORDER_STATES = frozenset({"canceled", "cancelled", "rejected", "expired"})
 
 
 def row_id(value: int | None) -> int:
@@ -174,11 +173,9 @@ def _fill_order(row: ActionRow, order: Order) -> None:
 
 
 def outcome_values(outcome: ActionOutcome) -> dict[str, Any]:
-    """The columns a result sets: status, exchange id, fill and fee, or the error."""
-    values: dict[str, Any] = {
-        "status": ActionStatus.OK.value if outcome.ok else ActionStatus.FAILED.value,
-        "error": outcome.error,
-    }
+    """The columns a result sets: the outcome's status, exchange id, fill and fee, or
+    the error. The verdict is the outcome's own (decided by the executor)."""
+    values: dict[str, Any] = {"status": outcome.status.value, "error": outcome.error}
     receipt = outcome.receipt
     if isinstance(receipt, OrderResult):
         values.update(
@@ -187,11 +184,6 @@ def outcome_values(outcome: ActionOutcome) -> dict[str, Any]:
             fill_price=receipt.average_price,
             fee=receipt.fee,
         )
-        if outcome.ok and receipt.status in _DEAD_ORDER_STATES and receipt.filled == 0:
-            values.update(
-                status=ActionStatus.FAILED.value,
-                error=f"order {receipt.status} with nothing filled",
-            )
     elif isinstance(receipt, TransferResult):
         values.update(exchange_id=receipt.transfer_id, filled=receipt.amount)
     elif isinstance(receipt, MarginResult):
@@ -254,7 +246,7 @@ def cycle_record(row: CycleRow, actions: tuple[ActionRecord, ...] = ()) -> Cycle
 def alert_record(row: AlertRow) -> AlertRecord:
     return AlertRecord(
         id=row_id(row.id),
-        level=row.level,
+        level=AlertLevel(row.level),
         text=row.text,
         created_at=row.created_at,
         attempts=row.attempts,

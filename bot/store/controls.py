@@ -13,14 +13,12 @@ from bot.store.records import AuditRecord
 from bot.store.sessions import JournalBase
 from bot.store.tables import CommandAuditRow, PauseRow, TargetOverrideRow
 
-ALL_ACCOUNTS = "*"
-
 
 class OwnerControls(JournalBase):
     async def set_paused(
         self, account: str, paused: bool, by: str, at: datetime | None = None
     ) -> None:
-        """Pause or resume `account` (`ALL_ACCOUNTS` = "*" for every account)."""
+        """Pause or resume `account` (`ALL_ACCOUNTS` for every account)."""
         now = self._now(at)
         async with self._session() as session:
             result = await session.exec(
@@ -33,7 +31,7 @@ class OwnerControls(JournalBase):
             await session.commit()
 
     async def paused_accounts(self) -> set[str]:
-        """Accounts paused now; contains "*" when every account is."""
+        """Accounts paused now; contains `ALL_ACCOUNTS` when every account is."""
         async with self._session() as session:
             rows = await session.exec(
                 select(PauseRow.account).where(col(PauseRow.paused).is_(True))

@@ -42,6 +42,14 @@ def async_url(url: str | URL) -> URL:
     return parsed if driver is None else parsed.set(drivername=driver)
 
 
+def sqlite_file(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL (resolved), or None (another database, memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
 def is_sqlite_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 

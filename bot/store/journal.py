@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.clock import utc_now
 from bot.domain.models import AccountSnapshot
 from bot.store.action_log import ActionLog
 from bot.store.codec import (
@@ -41,7 +42,6 @@ from bot.store.records import (
     RunRecord,
     SnapshotRecord,
 )
-from bot.store.sessions import utc_now
 from bot.store.tables import (
     AccountSnapshotRow,
     ActionRow,
@@ -55,8 +55,6 @@ logger = logging.getLogger(__name__)
 
 class Journal(ActionLog, AlertOutbox, OwnerControls):
     """The daemon's memory. Open with `await Journal.open(url)`; `await close()` at exit."""
-
-    _run_id: int | None = None
 
     @classmethod
     async def open(cls, url: str | URL, clock: Callable[[], datetime] = utc_now) -> Journal:
@@ -90,11 +88,10 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
     # -- runs and cycles ------------------------------------------------------------
 
     async def start_run(self, pid: int, version: str, at: datetime | None = None) -> int:
-        """Record a daemon start. Cycles started afterwards through this journal belong to it."""
+        """Record a daemon start; its cycles name the returned id (`start_cycle`)."""
         row = DaemonRunRow(pid=pid, version=version, started_at=self._now(at))
         await self._insert(row)
-        self._run_id = row_id(row.id)
-        return self._run_id
+        return row_id(row.id)
 
     async def end_run(self, run_id: int, reason: str, at: datetime | None = None) -> None:
         """Record a clean stop. A run without one ended in a crash or kill."""
@@ -105,8 +102,6 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
                 .values(stopped_at=self._now(at), exit_reason=reason)
             )
             await session.commit()
-        if run_id == self._run_id:
-            self._run_id = None
 
     async def runs(self) -> list[RunRecord]:
         """Every daemon run, oldest first (`stopped_at` None: still running, or crashed)."""
@@ -117,16 +112,17 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
                 for r in rows
             ]
 
-    async def start_cycle(self, account: str, at: datetime) -> int:
-        """Open a cycle (status `running` until `finish_cycle`). Returns its id."""
-        row = CycleRow(run_id=self._run_id, account=account, started_at=self._now(at))
+    async def start_cycle(self, account: str, at: datetime, run_id: int | None = None) -> int:
+        """Open a cycle (status `running` until `finish_cycle`) of daemon run `run_id`
+        (None outside a daemon: `plan`, tests). Returns its id."""
+        row = CycleRow(run_id=run_id, account=account, started_at=self._now(at))
         await self._insert(row)
         return row_id(row.id)
 
     async def finish_cycle(
         self,
         cycle_id: int,
-        status: CycleStatus | str,
+        status: CycleStatus,
         at: datetime,
         notes: Sequence[str] = (),
         error: str | None = None,

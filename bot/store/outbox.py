@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.domain.vocabulary import AlertLevel
 from bot.store.codec import alert_record, row_id
 from bot.store.records import AlertRecord
 from bot.store.sessions import JournalBase
@@ -14,10 +15,10 @@ from bot.store.tables import AlertRow
 
 
 class AlertOutbox(JournalBase):
-    async def enqueue_alert(self, level: str, text: str, at: datetime | None = None) -> int:
+    async def enqueue_alert(self, level: AlertLevel, text: str, at: datetime | None = None) -> int:
         """Queue an alert, due at once. Returns its id."""
         now = self._now(at)
-        row = AlertRow(level=level, text=text, created_at=now, next_attempt_at=now)
+        row = AlertRow(level=level.value, text=text, created_at=now, next_attempt_at=now)
         async with self._session() as session:
             session.add(row)
             await session.commit()

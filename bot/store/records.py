@@ -1,39 +1,33 @@
-"""What the journal hands back: frozen values, never table objects."""
+"""What the journal hands back: frozen values, never table objects.
+
+`CycleStatus` and `ActionStatus` are the domain's words, re-exported for the journal's
+callers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 
 from bot.domain.actions import ActionKind
 from bot.domain.models import Position
+from bot.domain.outcomes import ActionStatus
+from bot.domain.vocabulary import SUCCESSFUL_CYCLES, AlertLevel, CycleStatus
 
-
-class CycleStatus(StrEnum):
-    """How a cycle ended. `running` until `finish_cycle` (or forever, after a crash)."""
-
-    RUNNING = "running"
-    OK = "ok"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    PAUSED = "paused"
-    HALTED = "halted"
-    DRY_RUN = "dry_run"
-
-
-# Cycles that ran to the end: the daemon was alive and the exchange answered.
-SUCCESSFUL_CYCLES = frozenset({CycleStatus.OK, CycleStatus.DRY_RUN, CycleStatus.PAUSED})
-
-
-class ActionStatus(StrEnum):
-    """Where an action stands. `pending` = intent written, result not (yet) known."""
-
-    PENDING = "pending"
-    OK = "ok"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
+__all__ = [
+    "SUCCESSFUL_CYCLES",
+    "ActionRecord",
+    "ActionStatus",
+    "AlertRecord",
+    "AuditRecord",
+    "CycleRecord",
+    "CycleStatus",
+    "PendingIntent",
+    "RunRecord",
+    "SnapshotRecord",
+    "UnknownIntent",
+]
 
 
 class UnknownIntent(LookupError):
@@ -124,7 +118,7 @@ class AlertRecord:
     """An alert in the outbox."""
 
     id: int
-    level: str
+    level: AlertLevel
     text: str
     created_at: datetime
     attempts: int

@@ -10,36 +10,35 @@ from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import RetryAfter, TelegramError
 
+from bot.app.alerts import ChannelUnavailable
+from bot.domain.vocabulary import AlertLevel
 from bot.telegram.formatting import esc, split_message
 
 logger = logging.getLogger(__name__)
 
-ICONS = {"info": "ℹ️", "action": "✅", "warning": "⚠️", "critical": "🚨"}
-
-
-class ChannelUnavailable(Exception):
-    """The alert was not delivered; `retry_after` says when to try again, if known."""
-
-    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+ICONS = {
+    AlertLevel.INFO: "ℹ️",
+    AlertLevel.ACTION: "✅",
+    AlertLevel.WARNING: "⚠️",
+    AlertLevel.CRITICAL: "🚨",
+}
 
 
 class TelegramChannel:
     """An AlertChannel. Muted levels go to the log only; critical is never muted."""
 
-    def __init__(self, chat_ids: Sequence[int], mute: Sequence[str] = ()) -> None:
+    def __init__(self, chat_ids: Sequence[int], mute: Sequence[AlertLevel] = ()) -> None:
         self.chat_ids = tuple(chat_ids)
-        self.mute = frozenset(mute) - {"critical"}
+        self.mute = frozenset(mute) - {AlertLevel.CRITICAL}
         self.bot: Bot | None = None  # set once the bot is up
 
-    async def deliver(self, level: str, text: str) -> None:
+    async def deliver(self, level: AlertLevel, text: str) -> None:
         logger.info("ALERT %s", text.replace("\n", " | "))
         if level in self.mute:
             return
         if self.bot is None:
             raise ChannelUnavailable("Telegram is not connected yet")
-        body = f"{ICONS.get(level, '')} {esc(text)}".strip()
+        body = f"{ICONS[level]} {esc(text)}".strip()
         for chat_id in self.chat_ids:
             for chunk in split_message(body):
                 try:

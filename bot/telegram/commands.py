@@ -20,9 +20,10 @@ from telegram.error import BadRequest
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.app.control import Controls, UnknownAccount
-from bot.app.service import describe
+from bot.domain.actions import describe_action
 from bot.domain.summary import account_metrics
-from bot.domain.targets import Target, TargetError
+from bot.domain.targets import TargetError
+from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.exchange.port import ExchangeError
 from bot.telegram.chart import leverage_chart
 from bot.telegram.formatting import (
@@ -139,12 +140,14 @@ class ChatCommands:
 
         async def run() -> str:
             report = await self.controls.rebalance(account)
-            done = [describe(o.action) for o in report.outcomes if o.ok]
-            failed = [f"{describe(o.action)}: {o.error}" for o in report.outcomes if not o.ok]
-            lines = [f"<b>{esc(account)}</b> cycle: {esc(report.status)}"]
+            done = [describe_action(o.action) for o in report.outcomes if o.ok]
+            failed = [
+                f"{describe_action(o.action)}: {o.error}" for o in report.outcomes if not o.ok
+            ]
+            held = [f"held back: {describe_action(d.action)}: {d.reason}" for d in report.held_back]
+            lines = [f"<b>{esc(account)}</b> cycle: {esc(report.status.value)}"]
             lines += [f"✅ {esc(line)}" for line in done]
             lines += [f"❌ {esc(line)}" for line in failed]
-            held = [n for n in report.notes if n.startswith("held back")]
             lines += [f"⏸ {esc(line)}" for line in held]
             if not done and not failed and not held:
                 lines.append(esc(report.error or "nothing to do: leverage is in its band"))
@@ -177,19 +180,10 @@ class ChatCommands:
             raise Usage(usage)
         values = [_decimal(text, usage) for text in numbers]
         current = await self.controls.current_target(account, symbol)
-        leverage = values[0]
-        # Without min/max the band keeps its proportions around the new target.
-        cent = Decimal("0.01")
-        low = values[1] if len(values) > 1 else (leverage * current.min / current.leverage)
-        high = values[2] if len(values) > 2 else (leverage * current.max / current.leverage)
+        low = values[1] if len(values) > 1 else None
+        high = values[2] if len(values) > 2 else None
         try:
-            new = Target(
-                leverage,
-                low if len(values) > 1 else low.quantize(cent),
-                high if len(values) > 2 else high.quantize(cent),
-                current.emergency_margin_ratio,
-                current.emergency_liquidation_distance,
-            )
+            new = current.moved_to(values[0], low, high)
         except TargetError as error:
             raise Usage(usage, str(error)) from None
         scope = f"{account} {symbol}" if symbol else account
@@ -313,7 +307,7 @@ class ChatCommands:
             if len(names) == 1:
                 return names[0]
             raise Usage(usage, f"name one of: {', '.join(names)}")
-        if len(args) > 1 or args[0] == "all":
+        if len(args) > 1 or args[0] == ALL_ACCOUNTS:
             raise Usage(usage)
         return self.controls.resolve(args[0])[0]
 

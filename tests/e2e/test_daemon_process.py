@@ -47,7 +47,7 @@ class PaperSetup:
 
     @property
     def state_file(self) -> Path:
-        # Beside the database (bot.app.bootstrap.state_dir), named after the account.
+        # Beside the database (bot.entrypoints.bootstrap.state_dir), named after the account.
         return self.database.parent / "paper-paper.json"
 
     def config_copy(self, name: str, *, interval: int, database: Path | None = None) -> Path:

@@ -24,7 +24,6 @@ from bot.app.config.account import (
 from bot.app.config.levbot import (
     DEFAULT_DATABASE_URL,
     DEFAULT_TELEGRAM_API,
-    AlertLevel,
     DatabaseConfig,
     LevbotConfig,
     LogConfig,
@@ -41,7 +40,6 @@ __all__ = [
     "SECRET_KEYS",
     "SIMULATED",
     "AccountConfig",
-    "AlertLevel",
     "CollateralSource",
     "ConfigError",
     "DatabaseConfig",

@@ -28,6 +28,7 @@ from pydantic import (
 from bot.app.config.problems import CREDENTIALS_KEY, NO_VALUE, Loc, raise_problems
 from bot.domain.models import MarginMode, Side
 from bot.domain.targets import Policy, Prefer, Target, TargetError, Targets
+from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.exchange.sim.markets import binance_usdm_markets
 
 if TYPE_CHECKING:
@@ -255,6 +256,8 @@ class AccountConfig(ConfigTable):
     def _check_name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
             raise ValueError("use 1-32 letters, digits, '_' or '-' (it is typed in Telegram)")
+        if value == ALL_ACCOUNTS:
+            raise ValueError(f'"{ALL_ACCOUNTS}" means every account; choose another name')
         return value
 
     @field_validator("exchange", mode="before")

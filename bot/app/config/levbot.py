@@ -10,8 +10,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bot.app.config.account import AccountConfig, ConfigTable, check_http_url
 from bot.app.config.problems import URL_PASSWORD, Loc, raise_problems
+from bot.domain.vocabulary import AlertLevel
 
-AlertLevel = Literal["info", "action", "warning", "critical"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 DEFAULT_DATABASE_URL = "sqlite:///data/levbot.sqlite"
@@ -73,7 +73,7 @@ class TelegramConfig(ConfigTable):
     @field_validator("mute")
     @classmethod
     def _check_mute(cls, value: tuple[AlertLevel, ...]) -> tuple[AlertLevel, ...]:
-        if "critical" in value:
+        if AlertLevel.CRITICAL in value:
             raise ValueError("critical alerts cannot be muted")
         return value
 

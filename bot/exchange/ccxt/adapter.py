@@ -159,7 +159,9 @@ class CcxtExchange:
             f"{'add' if add else 'reduce'} margin {amount} on {symbol} {side.value}",
         )
         # Binance rounds the amount to the market's amount step: report what it took.
-        return MarginResult(symbol, side, taken if taken is not None else amount, add)
+        return MarginResult(
+            symbol=symbol, side=side, amount=taken if taken is not None else amount, add=add
+        )
 
     async def create_order(self, request: OrderRequest) -> OrderResult:
         leg = request.position_side

@@ -18,18 +18,19 @@ from bot.domain.models import (
     Position,
     Side,
 )
-from bot.exchange.port import OrderResult
+from bot.exchange.port import OrderResult, OrderStatus
 
 # When ccxt knows no fee for a market (the domain's default too).
 DEFAULT_TAKER_FEE = Decimal("0.0005")
 # ccxt's order states mapped onto the port's; None (not reported yet) means accepted.
+# ccxt's unified order states (and the British spelling some venues echo) in ours.
 _ORDER_STATUS = {
-    "open": "open",
-    "closed": "closed",
-    "canceled": "canceled",
-    "cancelled": "canceled",
-    "expired": "canceled",
-    "rejected": "rejected",
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.CLOSED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
 }
 
 
@@ -151,7 +152,7 @@ def order_result(
         filled=decimal_or_zero(order.get("filled")),
         average_price=decimal_or_none(order.get("average")),
         fee=abs(fee),
-        status=_ORDER_STATUS.get(str(order.get("status")), "open"),
+        status=_ORDER_STATUS.get(str(order.get("status")), OrderStatus.OPEN),
     )
 
 

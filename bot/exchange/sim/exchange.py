@@ -17,6 +17,7 @@ from bot.exchange.port import (
     MarginResult,
     OrderRequest,
     OrderResult,
+    OrderStatus,
     TransferResult,
 )
 from bot.exchange.sim.account import SimAccount, SimState
@@ -52,7 +53,12 @@ class SimulatedExchange(SimAccount):
                 raise InsufficientFunds(f"derivatives wallet frees {free}, asked {amount}")
             self.wallet -= amount
             self.source += amount
-        return TransferResult(self._new_id("T"), currency, amount, into_derivatives)
+        return TransferResult(
+            transfer_id=self._new_id("T"),
+            currency=currency,
+            amount=amount,
+            into_derivatives=into_derivatives,
+        )
 
     async def adjust_margin(
         self, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool = False
@@ -78,7 +84,7 @@ class SimulatedExchange(SimAccount):
                 raise InsufficientFunds(f"{symbol}: at most {max(removable, ZERO)} removable")
             pos.isolated_margin -= amount
             self.wallet += amount
-        return MarginResult(symbol, side, amount, add)
+        return MarginResult(symbol=symbol, side=side, amount=amount, add=add)
 
     async def create_order(self, request: OrderRequest) -> OrderResult:
         if request.client_order_id in self._orders:
@@ -106,7 +112,7 @@ class SimulatedExchange(SimAccount):
             filled=amount,
             average_price=fill.price,
             fee=fill.fee,
-            status="closed",
+            status=OrderStatus.CLOSED,
         )
         self._orders[request.client_order_id] = result
         return result

@@ -24,6 +24,7 @@ from bot.exchange.port import (
     MarginResult,
     OrderRequest,
     OrderResult,
+    OrderStatus,
     TransferResult,
 )
 from bot.exchange.sim.exchange import SimPosition, SimState, SimulatedExchange
@@ -254,10 +255,11 @@ def _decode_state(data: dict[str, Any]) -> SimState:
         ],
         orders={
             cid: OrderResult(
-                cid, o["exchange_id"], o["symbol"], OrderSide(o["side"]), Decimal(o["amount"]),
-                Decimal(o["filled"]),
-                None if o["average_price"] is None else Decimal(o["average_price"]),
-                Decimal(o["fee"]), o["status"],
+                client_order_id=cid, exchange_id=o["exchange_id"], symbol=o["symbol"],
+                side=OrderSide(o["side"]), amount=Decimal(o["amount"]),
+                filled=Decimal(o["filled"]),
+                average_price=None if o["average_price"] is None else Decimal(o["average_price"]),
+                fee=Decimal(o["fee"]), status=OrderStatus(o["status"]),
             )
             for cid, o in data["orders"].items()
         },

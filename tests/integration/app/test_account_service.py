@@ -22,11 +22,13 @@ from bot.domain.actions import ActionKind, Rule
 from bot.domain.gate import TradingState
 from bot.domain.models import AccountSnapshot, Side
 from bot.domain.targets import Policy, Target, Targets
+from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.exchange.port import (
     AuthenticationError,
     MarginResult,
     OrderRequest,
     OrderResult,
+    OrderStatus,
     TemporaryError,
     TransferResult,
 )
@@ -81,7 +83,9 @@ class ScriptedExchange:
         self.die_after: set[str] = set()  # the venue acts, then the process dies
         self.calls: list[str] = []
         self.journal_at_call: dict[str, ActionStatus | None] = {}
-        self.orders_reported_as: str | None = None  # e.g. the venue canceled the order
+        self.orders_reported_as: OrderStatus | None = None  # e.g. the venue canceled the order
+        # The venue answers a new order with this state and fills nothing (e.g. canceled).
+        self.orders_answered_as: OrderStatus | None = None
         self.without_marks = False  # the venue reports positions but no mark price
 
     @property
@@ -116,6 +120,14 @@ class ScriptedExchange:
 
     async def create_order(self, request: OrderRequest) -> OrderResult:
         await self._arrive("create_order", request.client_order_id)
+        if self.orders_answered_as is not None:
+            self._leave("create_order")
+            return OrderResult(
+                client_order_id=request.client_order_id, exchange_id="X-1",
+                symbol=request.symbol, side=request.side, amount=request.amount,
+                filled=Decimal(0), average_price=None, fee=Decimal(0),
+                status=self.orders_answered_as,
+            )  # fmt: skip
         result = await self.venue.create_order(request)
         self._leave("create_order")
         return result
@@ -334,7 +346,7 @@ async def test_run_cycle_when_all_accounts_paused_then_nothing_sent(
     journal: Journal, clock: FakeClock
 ) -> None:
     exchange = ScriptedExchange(venue(clock))
-    await journal.set_paused("*", True, by="owner")
+    await journal.set_paused(ALL_ACCOUNTS, True, by="owner")
 
     report = await service(exchange, journal, clock).run_cycle()
 
@@ -551,7 +563,10 @@ async def _crash(
 
 
 async def _restart(
-    db_url: str, clock: FakeClock, sim: SimulatedExchange, orders_reported_as: str | None = None
+    db_url: str,
+    clock: FakeClock,
+    sim: SimulatedExchange,
+    orders_reported_as: OrderStatus | None = None,
 ) -> CycleReport:
     """A new process: a new journal and a new service, one cycle, then stop."""
     async with await Journal.open(db_url, clock=clock) as journal:
@@ -670,7 +685,7 @@ async def test_reconcile_when_pending_order_was_rejected_then_marked_failed(
     pending = await _crash(db_url, clock, sim, die_after="create_order")
 
     clock.advance(30)
-    await _restart(db_url, clock, sim, orders_reported_as="rejected")
+    await _restart(db_url, clock, sim, orders_reported_as=OrderStatus.REJECTED)
 
     async with await Journal.open(db_url, clock=clock) as journal:
         order = await _action(journal, pending.client_id)
@@ -704,3 +719,31 @@ async def test_run_cycle_when_adapter_raises_unexpectedly_then_cycle_failed_and_
     assert (lost_now.status, lost_now.error) == (ActionStatus.FAILED, "never reached the exchange")
     statuses = [c.status for c in reversed(await journal.history(ACCOUNT))]
     assert statuses == [CycleStatus.FAILED, CycleStatus.OK]
+
+
+@pytest.mark.parametrize(
+    "answer", [OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED]
+)
+async def test_run_cycle_when_venue_answers_dead_order_with_nothing_filled_then_failed_everywhere(
+    journal: Journal, clock: FakeClock, answer: OrderStatus
+) -> None:
+    # No source funds: the plan is a reduce-only order, which the venue kills unfilled.
+    sim = venue(clock, source="0", mark="40000")
+    exchange = ScriptedExchange(sim)
+    exchange.orders_answered_as = answer
+    account = service(exchange, journal, clock)
+
+    report = await account.run_cycle()
+
+    assert exchange.writes == ["create_order"]
+    assert report.status is CycleStatus.FAILED
+    [outcome] = report.outcomes
+    assert not outcome.ok
+    assert outcome.error == f"order {answer.value} with nothing filled"
+    [record] = await journal.recent_actions(ACCOUNT, 10)
+    assert (record.status, record.error) == (ActionStatus.FAILED, outcome.error)
+    [cycle] = await journal.history(ACCOUNT, limit=1)
+    assert cycle.status is CycleStatus.FAILED
+    texts = [a.text for a in await alerts(journal, clock)]
+    assert not any("rebalanced" in text for text in texts)
+    assert any(f"FAILED: order {answer.value} with nothing filled" in text for text in texts)

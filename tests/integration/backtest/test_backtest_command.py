@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.entrypoints.cli import app
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "prices"
 CRASH_DAY = FIXTURES / "btc_1m_2021-05-19.csv"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.entrypoints.cli import app
 
 PAPER = Path(__file__).parents[3] / "config" / "paper.toml"
 

@@ -36,11 +36,18 @@ def reason(scope: str = "cross", rule: Rule = Rule.DELEVER) -> Reason:
 
 
 def transfer_in(amount: str = "100", scope: str = "cross") -> Transfer:
-    return Transfer("USDT", Decimal(amount), True, reason(scope))
+    return Transfer(
+        currency="USDT", amount=Decimal(amount), into_derivatives=True, reason=reason(scope)
+    )
 
 
 def transfer_out(amount: str = "100") -> Transfer:
-    return Transfer("USDT", Decimal(amount), False, reason(rule=Rule.RELEVER))
+    return Transfer(
+        currency="USDT",
+        amount=Decimal(amount),
+        into_derivatives=False,
+        reason=reason(rule=Rule.RELEVER),
+    )
 
 
 def reduce_order(scope: str = "cross", symbol: str = "BTC/USDT:USDT") -> Order:

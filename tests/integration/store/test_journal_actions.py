@@ -8,16 +8,18 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from bot.app.execute import ActionOutcome
 from bot.domain.actions import ActionKind, MarginAdjustment
 from bot.domain.models import OrderSide, Side
-from bot.exchange.port import MarginResult, OrderResult, TransferResult
+from bot.domain.outcomes import ActionOutcome
+from bot.exchange.port import MarginResult, OrderResult, OrderStatus, TransferResult
 from bot.store.journal import Journal
 from bot.store.records import ActionStatus, PendingIntent, UnknownIntent
 from tests.integration.store.builders import T0, FakeClock, reduce_order, transfer_in
 
 
-def filled(client_id: str, status: str = "closed", amount: str = "0.012") -> OrderResult:
+def filled(
+    client_id: str, status: OrderStatus = OrderStatus.CLOSED, amount: str = "0.012"
+) -> OrderResult:
     return OrderResult(
         client_order_id=client_id,
         exchange_id="8389765519",
@@ -87,7 +89,9 @@ async def test_result_when_order_canceled_with_nothing_filled_then_failed(
     cycle_id = await journal.start_cycle("main", T0)
     recorder = journal.actions("main", cycle_id)
     await recorder.intent(reduce_order(), "lb-3")
-    await recorder.result(ActionOutcome(reduce_order(), "lb-3", filled("lb-3", "canceled", "0")))
+    # The verdict is the outcome's (decided where the receipt comes in); the journal keeps it.
+    receipt = filled("lb-3", OrderStatus.CANCELED, "0")
+    await recorder.result(ActionOutcome.of(reduce_order(), "lb-3", receipt))
 
     [action] = await journal.cycle_actions(cycle_id)
     assert action.status is ActionStatus.FAILED
@@ -99,14 +103,27 @@ async def test_result_when_transfer_and_margin_then_receipts_recorded(journal: J
     recorder = journal.actions("main", cycle_id)
     transfer = transfer_in("100")
     margin = MarginAdjustment(
-        "ETH/USDT:USDT", Side.SHORT, Decimal("12.5"), True, transfer.reason, hedged=True
+        symbol="ETH/USDT:USDT",
+        side=Side.SHORT,
+        amount=Decimal("12.5"),
+        add=True,
+        reason=transfer.reason,
+        hedged=True,
     )
     await recorder.intent(transfer, "lb-t")
     await recorder.result(
-        ActionOutcome(transfer, "lb-t", TransferResult("T-77", "USDT", Decimal("100"), True))
+        ActionOutcome(
+            transfer,
+            "lb-t",
+            TransferResult(
+                transfer_id="T-77", currency="USDT", amount=Decimal("100"), into_derivatives=True
+            ),
+        )
     )
     await recorder.intent(margin, "lb-m")
-    receipt = MarginResult("ETH/USDT:USDT", Side.SHORT, Decimal("12.5"), True)
+    receipt = MarginResult(
+        symbol="ETH/USDT:USDT", side=Side.SHORT, amount=Decimal("12.5"), add=True
+    )
     await recorder.result(ActionOutcome(margin, "lb-m", receipt))
 
     by_id = {a.client_id: a for a in await journal.cycle_actions(cycle_id)}
@@ -128,7 +145,13 @@ async def test_intent_when_process_dies_before_result_then_pending_after_reopen(
     await first.actions("main", cycle_id).intent(reduce_order(), "lb-crash")
     await first.actions("main", cycle_id).intent(transfer_in(), "lb-done")
     await first.actions("main", cycle_id).result(
-        ActionOutcome(transfer_in(), "lb-done", TransferResult("T-1", "USDT", Decimal(100), True))
+        ActionOutcome(
+            transfer_in(),
+            "lb-done",
+            TransferResult(
+                transfer_id="T-1", currency="USDT", amount=Decimal(100), into_derivatives=True
+            ),
+        )
     )
     # The process dies here: no result for lb-crash, no finish_cycle, no end_run.
     await first.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-from bot.app.execute import ActionOutcome
 from bot.domain.actions import Action
+from bot.domain.outcomes import ActionOutcome
 from bot.exchange.port import TransferResult
 from bot.store.journal import Journal
 from tests.integration.store.builders import reduce_order, transfer_in, transfer_out
@@ -25,7 +25,13 @@ async def _journal(
     dry_run: bool = False,
 ) -> None:
     await journal.record_intent(account, None, action, client_id, dry_run, at=at)
-    receipt = TransferResult(client_id, "USDT", action.amount, True) if error is None else None
+    receipt = (
+        TransferResult(
+            transfer_id=client_id, currency="USDT", amount=action.amount, into_derivatives=True
+        )
+        if error is None
+        else None
+    )
     await journal.record_result(
         account, None, ActionOutcome(action, client_id, receipt, error), dry_run, at=at
     )

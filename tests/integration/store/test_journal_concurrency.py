@@ -6,7 +6,8 @@ import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
-from bot.app.execute import ActionOutcome
+from bot.domain.outcomes import ActionOutcome
+from bot.domain.vocabulary import AlertLevel
 from bot.store.journal import Journal
 from tests.integration.store.builders import T0, snapshot, transfer_in
 
@@ -20,7 +21,7 @@ async def _cycle(journal: Journal, account: str, n: int) -> None:
     client_id = f"{account}-{n}"
     await recorder.intent(transfer_in("1.5"), client_id)
     await recorder.result(ActionOutcome(transfer_in("1.5"), client_id, None))
-    await journal.enqueue_alert("info", client_id)
+    await journal.enqueue_alert(AlertLevel.INFO, client_id)
     await journal.finish_cycle(cycle_id, "ok", at, [])
 
 

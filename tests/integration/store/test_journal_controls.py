@@ -7,6 +7,7 @@ from decimal import Decimal
 from sqlalchemy import text
 
 from bot.domain.targets import Target
+from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.store.journal import Journal
 from tests.integration.store.builders import T0, FakeClock
 
@@ -26,13 +27,13 @@ async def test_set_paused_when_reopened_then_pause_state_kept(
     second = await Journal.open(db_url, clock=clock)
     try:
         paused = await second.paused_accounts()
-        await second.set_paused("*", True, "cli")
+        await second.set_paused(ALL_ACCOUNTS, True, "cli")
         everything = await second.paused_accounts()
     finally:
         await second.close()
 
     assert paused == {"main"}
-    assert everything == {"main", "*"}
+    assert everything == {"main", ALL_ACCOUNTS}
 
 
 async def test_set_target_override_when_reopened_then_targets_identical(

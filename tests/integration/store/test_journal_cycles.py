@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bot.app.execute import ActionOutcome
+from bot.domain.outcomes import ActionOutcome
 from bot.store.journal import Journal
 from bot.store.records import ActionStatus, CycleStatus
 from tests.integration.store.builders import T0, reduce_order, transfer_in
@@ -15,7 +15,7 @@ from tests.integration.store.builders import T0, reduce_order, transfer_in
 
 async def test_start_run_when_ended_then_stop_time_and_reason_kept(journal: Journal) -> None:
     run_id = await journal.start_run(pid=4242, version="0.1.0", at=T0)
-    cycle_id = await journal.start_cycle("main", T0)
+    cycle_id = await journal.start_cycle("main", T0, run_id=run_id)
     await journal.end_run(run_id, "SIGTERM", at=T0 + timedelta(hours=1))
     later_cycle = await journal.start_cycle("main", T0 + timedelta(hours=2))
 

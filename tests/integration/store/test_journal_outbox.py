@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.domain.vocabulary import AlertLevel
 from bot.store.journal import Journal
 from tests.integration.store.builders import T0, FakeClock
 
@@ -13,7 +14,7 @@ async def test_due_alerts_when_queued_then_oldest_first_up_to_limit(
 ) -> None:
     ids = []
     for i in range(4):
-        ids.append(await journal.enqueue_alert("info", f"alert {i}"))
+        ids.append(await journal.enqueue_alert(AlertLevel.INFO, f"alert {i}"))
         clock.advance(timedelta(seconds=1))
 
     due = await journal.due_alerts(clock.now, limit=3)
@@ -27,8 +28,8 @@ async def test_due_alerts_when_queued_then_oldest_first_up_to_limit(
 async def test_mark_alert_failed_when_retry_later_then_it_and_newer_alerts_wait(
     journal: Journal, clock: FakeClock
 ) -> None:
-    first = await journal.enqueue_alert("critical", "EMERGENCY")
-    second = await journal.enqueue_alert("info", "rebalanced")
+    first = await journal.enqueue_alert(AlertLevel.CRITICAL, "EMERGENCY")
+    second = await journal.enqueue_alert(AlertLevel.INFO, "rebalanced")
     retry_at = T0 + timedelta(seconds=30)
 
     await journal.mark_alert_failed(first, "TimedOut: api.telegram.org", retry_at)
@@ -45,7 +46,7 @@ async def test_mark_alert_failed_when_retry_later_then_it_and_newer_alerts_wait(
 async def test_mark_alert_sent_when_sent_then_never_due_again(
     journal: Journal, clock: FakeClock
 ) -> None:
-    alert = await journal.enqueue_alert("warning", "exchange unreachable")
+    alert = await journal.enqueue_alert(AlertLevel.WARNING, "exchange unreachable")
     await journal.mark_alert_failed(alert, "RetryAfter 3", T0 + timedelta(seconds=3))
     await journal.mark_alert_sent(alert, T0 + timedelta(seconds=4))
 
@@ -56,8 +57,8 @@ async def test_due_alerts_when_reopened_then_unsent_alerts_still_queued(
     db_url: str, clock: FakeClock
 ) -> None:
     first = await Journal.open(db_url, clock=clock)
-    await first.enqueue_alert("critical", "sent before the crash")
-    unsent = await first.enqueue_alert("critical", "queued while Telegram was down")
+    await first.enqueue_alert(AlertLevel.CRITICAL, "sent before the crash")
+    unsent = await first.enqueue_alert(AlertLevel.CRITICAL, "queued while Telegram was down")
     await first.mark_alert_sent(1, T0)
     await first.close()
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from bot.app.execute import execute_plan
-from bot.domain.actions import Action, ActionKind, Rule
+from bot.domain.actions import ActionKind, Rule
 from bot.domain.models import Side
 from bot.domain.planner import plan_rebalance
 from bot.domain.summary import account_metrics
@@ -41,7 +41,7 @@ async def test_execute_plan_when_journal_given_then_every_action_journaled_ok(
     targets = Targets(account=Target(Decimal(3), Decimal("2.5"), Decimal("3.5")))
     counter = itertools.count(1)
 
-    def client_ids(action: Action) -> str:
+    def client_ids() -> str:
         return f"lb{next(counter)}"
 
     journal = await Journal.open(db_url, clock=lambda: NOW)

@@ -16,6 +16,7 @@ from bot.app.control import Controls, account_statuses, daily_summary
 from bot.app.service import AccountRuntime, AccountService
 from bot.domain.models import Side
 from bot.domain.targets import Policy, Target, Targets
+from bot.domain.vocabulary import AlertLevel
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
@@ -105,14 +106,14 @@ async def test_alerts_when_a_real_rebalance_runs_then_owner_gets_what_why_and_le
 
 async def test_alerts_when_several_queued_then_delivered_oldest_first(rig: Rig) -> None:
     for n in range(5):
-        await rig.journal.enqueue_alert("warning", f"alert {n}")
+        await rig.journal.enqueue_alert(AlertLevel.WARNING, f"alert {n}")
     assert await rig.flush() == 5
     assert [t.split()[-1] for t in rig.texts()] == ["0", "1", "2", "3", "4"]
 
 
 async def test_alerts_when_text_is_long_then_split_under_telegram_limit(rig: Rig) -> None:
     long_text = "\n".join(f"line {n} " + "x" * 80 for n in range(120))  # ~10k characters
-    await rig.journal.enqueue_alert("warning", long_text)
+    await rig.journal.enqueue_alert(AlertLevel.WARNING, long_text)
     await rig.flush()
     texts = rig.texts()
     assert len(texts) >= 3
@@ -124,7 +125,7 @@ async def test_alerts_when_429_storm_then_retry_after_honoured_and_nothing_lost_
     rig: Rig,
 ) -> None:
     for n in range(3):
-        await rig.journal.enqueue_alert("warning", f"storm {n}")
+        await rig.journal.enqueue_alert(AlertLevel.WARNING, f"storm {n}")
     rig.api.storm("sendMessage", 4, retry_after=7)
     rounds = 0
     while len(rig.texts()) < 3 and rounds < 20:
@@ -141,7 +142,7 @@ async def test_alerts_when_429_storm_then_retry_after_honoured_and_nothing_lost_
 
 
 async def test_alerts_when_bot_is_blocked_then_kept_with_the_error(rig: Rig) -> None:
-    await rig.journal.enqueue_alert("critical", "margin call")
+    await rig.journal.enqueue_alert(AlertLevel.CRITICAL, "margin call")
     rig.api.fail_next("sendMessage", status=403)
     assert await rig.flush() == 0
     [pending] = await rig.journal.due_alerts(rig.clock() + timedelta(hours=1), 10)
@@ -158,8 +159,8 @@ async def test_alerts_when_level_muted_then_only_logged(
     rig.runner.start()
     try:
         await fake_bot_api.wait_for(lambda: rig.channel.bot is not None)
-        await rig.journal.enqueue_alert("info", "quiet")
-        await rig.journal.enqueue_alert("critical", "loud")
+        await rig.journal.enqueue_alert(AlertLevel.INFO, "quiet")
+        await rig.journal.enqueue_alert(AlertLevel.CRITICAL, "loud")
         assert await rig.flush() == 2  # both leave the outbox
         assert [t.split()[-1] for t in rig.texts()] == ["loud"]
     finally:
@@ -194,7 +195,7 @@ async def test_daily_summary_when_accounts_ran_then_one_line_each_reaches_the_ow
     await rig.service.run_cycle()
     config = load_config(tmp_path / "levbot.toml")
     text = daily_summary(await account_statuses(rig.journal, config))
-    await rig.journal.enqueue_alert("info", text)
+    await rig.journal.enqueue_alert(AlertLevel.INFO, text)
     await rig.flush()
     summary = next(t for t in rig.texts() if "Daily summary" in t)
     assert "paper: active, equity" in summary

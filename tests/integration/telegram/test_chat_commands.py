@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.bootstrap import build_runtime
 from bot.app.config import LevbotConfig, load_config
 from bot.app.control import Controls
 from bot.app.service import AccountService
-from bot.domain.models import Side
+from bot.domain.models import AccountSnapshot, Side
+from bot.entrypoints.bootstrap import build_runtime
+from bot.exchange.port import MarginResult, OrderRequest, OrderResult, OrderStatus, TransferResult
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
@@ -82,10 +83,10 @@ leverage = 4
     return path
 
 
-def sim_exchange(name: str, clock: Clock) -> SimulatedExchange:
+def sim_exchange(name: str, clock: Clock, source: Decimal = Decimal(5000)) -> SimulatedExchange:
     exchange = SimulatedExchange(
         markets=binance_usdm_markets(), clock=clock, derivatives=Decimal(10000),
-        source=Decimal(5000), account=name,
+        source=source, account=name,
     )  # fmt: skip
     exchange.set_mark(BTC, Decimal(50000))
     exchange.open_position(BTC, Side.LONG, Decimal("0.8"))  # 40k notional on 10k: 4x
@@ -310,3 +311,63 @@ async def test_gate_when_stranger_presses_a_button_then_ignored(world: World) ->
     world.api.push_callback(OWNER, confirm, message_id)
     await world.api.wait_for(lambda: world.api.answered_callbacks)
     assert world.api.answered_callbacks[-1].text == "On it"
+
+
+class CancellingExchange:
+    """The simulated venue, except that it kills every new order unfilled (canceled)."""
+
+    def __init__(self, venue: SimulatedExchange) -> None:
+        self.venue = venue
+        self.name = venue.name
+
+    async def fetch_snapshot(self) -> AccountSnapshot:
+        return await self.venue.fetch_snapshot()
+
+    async def transfer(
+        self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str
+    ) -> TransferResult:
+        return await self.venue.transfer(currency, amount, into_derivatives, client_id)
+
+    async def adjust_margin(
+        self, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool = False
+    ) -> MarginResult:
+        return await self.venue.adjust_margin(symbol, side, amount, add, hedged)
+
+    async def create_order(self, request: OrderRequest) -> OrderResult:
+        return OrderResult(
+            client_order_id=request.client_order_id, exchange_id="C-1", symbol=request.symbol,
+            side=request.side, amount=request.amount, filled=Decimal(0), average_price=None,
+            fee=Decimal(0), status=OrderStatus.CANCELED,
+        )  # fmt: skip
+
+    async def fetch_order_by_client_id(
+        self, symbol: str, client_order_id: str
+    ) -> OrderResult | None:
+        return None
+
+    async def close(self) -> None:
+        await self.venue.close()
+
+
+async def test_rebalance_when_venue_cancels_the_order_unfilled_then_reported_failed(
+    world: World,
+) -> None:
+    # No source funds: the cycle must reduce with an order, which the venue cancels.
+    account = next(a for a in world.config.accounts if a.name == "alt")
+    drained = sim_exchange("alt", world.clock, source=Decimal(0))
+    world.services["alt"] = AccountService(
+        build_runtime(account, CancellingExchange(drained)), world.journal, world.clock
+    )
+
+    await world.say("/rebalance alt")
+    await world.reply("Confirm within 60 s")
+    message_id, confirm, _ = world.buttons()
+    world.api.push_callback(OWNER, confirm, message_id)
+    edited = await world.api.wait_for(
+        lambda: next((e.plain_text for e in world.api.edited_messages
+                      if e.plain_text and "alt cycle:" in e.plain_text), None)
+    )  # fmt: skip
+
+    assert "alt cycle: failed" in edited
+    assert "❌" in edited and "order canceled with nothing filled" in edited
+    assert "✅" not in edited

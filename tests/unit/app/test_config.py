@@ -213,7 +213,8 @@ def test_load_config_when_exchange_unsupported_then_error_lists_supported(
     problems_of: Problems,
 ) -> None:
     assert problems_of(OKX.replace('exchange = "okx"', 'exchange = "bitmex"')) == (
-        "accounts[0].exchange: unsupported exchange; supported: binanceusdm, bybit, okx, sim"
+        "accounts[0].exchange: unsupported exchange; supported: binanceusdm, bybit, okx, "
+        "hyperliquid, sim"
         ' (got "bitmex")',
     )
 
@@ -520,7 +521,8 @@ def test_load_config_when_every_account_is_bad_then_no_too_short_noise(
     problems = problems_of(OKX.replace('exchange = "okx"', 'exchange = "ftx"'))
 
     assert problems == (
-        "accounts[0].exchange: unsupported exchange; supported: binanceusdm, bybit, okx, sim"
+        "accounts[0].exchange: unsupported exchange; supported: binanceusdm, bybit, okx, "
+        "hyperliquid, sim"
         ' (got "ftx")',
     )
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.app.bootstrap import build_runtime
 from bot.app.config import ConfigError, LevbotConfig, load_config
+from bot.entrypoints.bootstrap import build_runtime
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 

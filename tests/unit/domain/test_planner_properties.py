@@ -21,8 +21,8 @@ from typing import Any
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from bot.app.execute import ActionOutcome, execute_plan
-from bot.domain.actions import Action, Order, Plan, RecentActivity, Rule
+from bot.app.execute import execute_plan
+from bot.domain.actions import Order, Plan, RecentActivity, Rule
 from bot.domain.leverage import (
     cross_equity,
     isolated_equity,
@@ -32,6 +32,7 @@ from bot.domain.leverage import (
     scope_metrics,
 )
 from bot.domain.models import AccountSnapshot, MarginMode, MarketRules, Position, Side
+from bot.domain.outcomes import ActionOutcome
 from bot.domain.planner import plan_rebalance
 from bot.domain.targets import Policy, Prefer, Target, Targets
 from bot.exchange.sim.exchange import SimulatedExchange
@@ -178,7 +179,7 @@ def execute(book: Book) -> tuple[Plan, list[ActionOutcome]]:
     plan = plan_rebalance(snapshot, book.targets, book.policy, NOW, book.activity)
     ids = itertools.count(1)
 
-    def client_id(action: Action) -> str:
+    def client_id() -> str:
         return f"prop-{next(ids)}"
 
     outcomes = asyncio.run(execute_plan(book.exchange, plan, client_id))

@@ -181,7 +181,7 @@ async def test_adjust_margin_when_adding_then_wallet_funds_the_position() -> Non
 
     result = await exchange.adjust_margin(BTC, Side.LONG, D(1000), add=True)
 
-    assert result == MarginResult(BTC, Side.LONG, D(1000), True)
+    assert result == MarginResult(symbol=BTC, side=Side.LONG, amount=D(1000), add=True)
     assert exchange.wallet == D(4000)
     assert exchange.positions()[0].isolated_margin == D(6000)
 

@@ -20,12 +20,14 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
-from bot.app.bootstrap import build_exchange, build_runtime, utc_now
 from bot.app.config import ConfigError, LevbotConfig, load_config
 from bot.app.control import account_statuses, health, recent_actions
-from bot.app.daemon import Daemon
-from bot.app.service import AccountService, describe
+from bot.app.service import AccountService
+from bot.clock import utc_now
+from bot.domain.actions import describe_action
 from bot.domain.summary import account_metrics
+from bot.entrypoints.bootstrap import build_exchange, build_runtime
+from bot.entrypoints.daemon import Daemon
 from bot.exchange.port import ExchangeError
 from bot.store.journal import Journal
 
@@ -120,7 +122,7 @@ def _live_table(services: list[AccountService]) -> Table:
         target = service.runtime.targets.account
         band = f"{target.min}–{target.leverage}–{target.max}"
         if report is None:
-            table.add_row(service.name, service.state.value, "…", band, "…", "starting", "")
+            table.add_row(service.name, "…", "…", band, "…", "starting", "")
             continue
         metrics = report.after or report.before
         leverage = (
@@ -130,11 +132,13 @@ def _live_table(services: list[AccountService]) -> Table:
             "n/a" if metrics is None or metrics.margin_ratio is None
             else f"{metrics.margin_ratio:.3f}"
         )  # fmt: skip
-        done = ", ".join(describe(o.action) for o in report.outcomes if o.ok)
+        done = ", ".join(describe_action(o.action) for o in report.outcomes if o.ok)
         note = done or (report.error or "; ".join(report.notes[:1]))
+        # The same state word as `levbot status` and /status (`trading_state`).
+        state = "…" if service.state is None else service.state.value
         table.add_row(
-            service.name, report.status, leverage, band, ratio,
-            f"{report.finished_at:%H:%M:%S}", note[:80],
+            service.name, state, leverage, band, ratio,
+            f"{report.status.value} {report.finished_at:%H:%M:%S}", note[:80],
         )  # fmt: skip
     return table
 
@@ -221,7 +225,7 @@ async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[
                 "margin_ratio": metrics.margin_ratio,
                 "summary": (f"leverage {leverage}, "
                             f"{len(proposal.actions) or 'no'} action(s) planned"),
-                "actions": [{"kind": a.kind.value, "what": describe(a),
+                "actions": [{"kind": a.kind.value, "what": describe_action(a),
                              "why": a.reason.describe(), "amount": a.amount}
                             for a in proposal.actions],
                 "decisions": [asdict(d) for d in proposal.decisions],

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from bot.app.config import AccountConfig, LevbotConfig
 from bot.app.service import AccountRuntime
+from bot.clock import utc_now
 from bot.exchange.port import Exchange
 from bot.exchange.sim.paper import BUILTIN_FEED, PaperExchange, PaperSettings
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from bot.store.engine import sqlite_file
 
 
 def state_dir(config: LevbotConfig) -> Path:
     """Where local state lives: beside the SQLite file, else ./data."""
-    url = make_url(config.database.url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return Path(url.database).expanduser().resolve().parent
-    return Path("data").resolve()
+    database = sqlite_file(config.database.url)
+    return Path("data").resolve() if database is None else database.parent
 
 
 def build_exchange(

@@ -15,18 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import version
-from typing import TYPE_CHECKING
 
 from bot.app.alerts import AlertChannel, LogChannel, flush_outbox
-from bot.app.bootstrap import build_exchange, build_runtime, utc_now
 from bot.app.config import LevbotConfig
 from bot.app.control import Controls, account_statuses, daily_summary
 from bot.app.scheduler import CycleScheduler
-from bot.app.service import INFO, AccountService
+from bot.app.service import AccountService
+from bot.clock import utc_now
+from bot.domain.vocabulary import AlertLevel
+from bot.entrypoints.bootstrap import build_exchange, build_runtime
 from bot.store.journal import Journal
-
-if TYPE_CHECKING:
-    from bot.telegram.runner import TelegramRunner
+from bot.telegram.channel import TelegramChannel
+from bot.telegram.runner import TelegramRunner
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,10 @@ class Daemon:
         try:
             for account in self.config.accounts:
                 exchange = build_exchange(account, self.config, self.clock)
-                self.services.append(
-                    AccountService(build_runtime(account, exchange), journal, self.clock)
-                )
+                runtime = build_runtime(account, exchange)
+                self.services.append(AccountService(runtime, journal, self.clock, run_id))
             names = ", ".join(s.name for s in self.services)
-            await journal.enqueue_alert(INFO, f"levbot started: {names}")
+            await journal.enqueue_alert(AlertLevel.INFO, f"levbot started: {names}")
             scheduler = CycleScheduler(self.services)
             scheduler.every("alerts", OUTBOX_EVERY, self._flush_alerts)
             scheduler.every("retention", RETENTION_EVERY, self._prune)
@@ -84,9 +83,6 @@ class Daemon:
         settings = self.config.telegram
         if settings is None:
             return
-        from bot.telegram.channel import TelegramChannel
-        from bot.telegram.runner import TelegramRunner
-
         channel = TelegramChannel(settings.allowed_chat_ids, settings.mute)
         controls = Controls(self.config, journal, {s.name: s for s in self.services}, self.clock)
         self.channel = channel
@@ -98,7 +94,7 @@ class Daemon:
     async def _daily_summary(self) -> None:
         assert self.journal is not None
         rows = await account_statuses(self.journal, self.config)
-        await self.journal.enqueue_alert(INFO, daily_summary(rows))
+        await self.journal.enqueue_alert(AlertLevel.INFO, daily_summary(rows))
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,7 +131,7 @@ class Daemon:
                 await service.runtime.exchange.close()
             except Exception:
                 logger.exception("closing %s failed", service.name)
-        await journal.enqueue_alert(INFO, f"levbot {reason}")
+        await journal.enqueue_alert(AlertLevel.INFO, f"levbot {reason}")
         try:
             await asyncio.wait_for(self._flush_alerts(), timeout=3)
         except (TimeoutError, Exception):

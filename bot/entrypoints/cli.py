@@ -6,8 +6,8 @@ import logging
 
 import typer
 
-from bot.app import commands
-from bot.backtest.cli import backtest
+from bot.entrypoints import commands
+from bot.entrypoints.backtest_command import backtest
 
 app = typer.Typer(
     name="levbot",
