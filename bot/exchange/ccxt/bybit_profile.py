@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
-from bot.domain.models import MaintenanceTier, MarginMode
+from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side
 from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
 from bot.exchange.ccxt.payloads import (
     decimal_or_none,
@@ -16,9 +16,14 @@ from bot.exchange.ccxt.payloads import (
     tiers_from_ccxt,
 )
 from bot.exchange.ccxt.settings import CollateralSource, Environment
+from bot.exchange.port import InvalidOrder
 
 # Names transfer ids are derived from (Bybit wants a UUID, the service gives its own id).
 _TRANSFER_NAMESPACE = uuid.UUID("6f1c8a52-3c4e-4d38-9a4b-7c1f0e2b5d90")
+# POST /v5/position/add-margin takes the margin to 4 decimal places.
+_MARGIN_STEP = Decimal("0.0001")
+# positionIdx: 0 one-way; in hedge mode 1 is the buy-side (long) leg, 2 the sell-side.
+_POSITION_IDX = {Side.LONG: 1, Side.SHORT: 2}
 
 
 class BybitProfile(ExchangeProfile):
@@ -33,8 +38,8 @@ class BybitProfile(ExchangeProfile):
     options: ClassVar[Mapping[str, Any]] = {"fetchMarkets": {"types": ["linear"]}}
     derivatives_account = "unified"
     source_accounts: ClassVar[Mapping[CollateralSource, str]] = {"funding": "funding"}
-    # ccxt has no add_margin / reduce_margin for Bybit.
-    can_adjust_margin = False
+    # ccxt has no add_margin / reduce_margin for Bybit: modify_margin calls the endpoint.
+    can_adjust_margin = True
 
     def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
         if environment == "testnet":
@@ -80,6 +85,27 @@ class BybitProfile(ExchangeProfile):
             tiers[symbol] = tiers_from_ccxt(rows)
         return tiers
 
+    async def modify_margin(
+        self, exchange: Ccxt, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool
+    ) -> Decimal | None:
+        # ccxt 4.5 lists Bybit's V5 endpoint but wraps it in no unified method: one signed
+        # amount, positive adds, negative reduces. A non-zero retCode is raised by ccxt's
+        # handle_errors (110014, not enough available balance to add: InsufficientFunds).
+        moved = amount.quantize(_MARGIN_STEP, rounding=ROUND_DOWN)
+        if moved <= ZERO:
+            raise InvalidOrder(f"bybit: margin {amount} is below Bybit's step {_MARGIN_STEP}")
+        await exchange.privatePostV5PositionAddMargin(
+            {
+                "category": "linear",
+                "symbol": exchange.market(symbol)["id"],
+                "margin": _plain(moved if add else -moved),
+                "positionIdx": _POSITION_IDX[side] if hedged else 0,
+            }
+        )
+        # The reply is the position afterwards (positionIM, liqPrice, ...), not the change;
+        # Bybit moves exactly the margin it accepts: report what was sent.
+        return moved
+
     def transfer_params(self, client_id: str) -> Params:
         # Bybit refuses a transferId it has seen: deriving it from the client id makes a
         # repeated transfer fail instead of moving the money twice.
@@ -99,3 +125,8 @@ class BybitProfile(ExchangeProfile):
                 found: Mapping[str, Any] = orders[0]
                 return found
         return None
+
+
+def _plain(number: Decimal) -> str:
+    """`number` as Bybit reads it: no exponent, no trailing zeros ("12.5", "-3", "100")."""
+    return format(number.normalize(), "f")
