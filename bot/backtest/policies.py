@@ -1,4 +1,4 @@
-"""The policies a backtest compares. `levbot` is the daemon's own planner and executor.
+"""The policies a backtest compares. `levbot` is the daemon's own cycle (`AccountService`).
 
 Each policy gets the simulated exchange once per cycle and acts through the Exchange
 port only, the way a daemon would.
@@ -12,19 +12,18 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from bot.app.execute import execute_plan
+from bot.app.service import AccountRuntime, AccountService
+from bot.backtest.journal import MemoryJournal
 from bot.domain.actions import (
     Action,
-    ActionKind,
     MarginAdjustment,
     Order,
     Plan,
     Reason,
-    RecentActivity,
     Rule,
     Transfer,
 )
 from bot.domain.models import ZERO, MarginMode
-from bot.domain.outcomes import ActionOutcome
 from bot.domain.planner import plan_rebalance
 from bot.domain.targets import Policy, Prefer, Target, Targets
 from bot.exchange.sim.exchange import SimulatedExchange
@@ -35,54 +34,17 @@ AUTO_MARGIN_TRIGGER = Decimal("0.8")
 PERIODIC_EVERY = timedelta(days=1)
 
 
-@dataclass(slots=True)
-class ActivityLog:
-    """In-memory journal for a replay: what happened, and what the planner must remember."""
-
-    outcomes: list[tuple[datetime, ActionOutcome]] = field(default_factory=list)
-    _day: datetime | None = None
-    _transferred: Decimal = ZERO
-    _last_order: dict[str, datetime] = field(default_factory=dict)
-    _now: datetime | None = None
-
-    def at(self, now: datetime) -> ActivityLog:
-        self._now = now
-        return self
-
-    async def intent(self, action: Action, client_id: str) -> None:
-        return None
-
-    async def result(self, outcome: ActionOutcome) -> None:
-        assert self._now is not None
-        now = self._now
-        self.outcomes.append((now, outcome))
-        if not outcome.ok:
-            return
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        if day != self._day:
-            self._day, self._transferred = day, ZERO
-        if outcome.action.kind is ActionKind.TRANSFER_IN:
-            self._transferred += outcome.action.amount
-        if isinstance(outcome.action, Order):
-            self._last_order[outcome.action.reason.scope] = now
-
-    def activity(self, now: datetime) -> RecentActivity:
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        transferred = self._transferred if day == self._day else ZERO
-        return RecentActivity(transferred_today=transferred, last_order_at=dict(self._last_order))
-
-
 class BacktestPolicy:
     """A policy under test. It acts through the Exchange port only, like a daemon."""
 
     name: str
 
-    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
         """Runs on a bar's close every interval."""
         return None
 
     async def intrabar(
-        self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: ActivityLog
+        self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: MemoryJournal
     ) -> None:
         """Runs at the bar's adverse extreme, before the liquidation check.
 
@@ -105,17 +67,29 @@ class ClientIds:
 
 @dataclass(slots=True)
 class LevbotPolicy(BacktestPolicy):
-    """The real planner, executed by the daemon's own `execute_plan`."""
+    """The daemon's own cycle: `AccountService` on the simulated exchange, journaling to
+    the replay's `MemoryJournal`, on the replay's clock."""
 
     targets: Targets
     policy: Policy
     name: str = "levbot"
-    ids: ClientIds = field(default_factory=lambda: ClientIds("levbot"))
+    _service: AccountService | None = None
 
-    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
-        snapshot = await exchange.fetch_snapshot()
-        plan = plan_rebalance(snapshot, self.targets, self.policy, now, log.activity(now))
-        await execute_plan(exchange, plan, self.ids, log.at(now))
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
+        if self._service is None:
+            runtime = AccountRuntime(
+                name=self.name,
+                exchange=exchange,
+                targets=self.targets,
+                policy=self.policy,
+                interval=timedelta(0),
+            )
+            self._service = AccountService(runtime, log, log.clock)
+        report = await self._service.run_cycle()
+        if report.error is not None and not report.outcomes:
+            # The service turns a bug into a failed cycle (a daemon must go on); a replay
+            # must not measure around one.
+            raise RuntimeError(f"levbot cycle failed at {now.isoformat()}: {report.error}")
 
 
 @dataclass(slots=True)
@@ -124,7 +98,7 @@ class NonePolicy(BacktestPolicy):
 
     name: str = "none"
 
-    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
         return None
 
 
@@ -140,7 +114,7 @@ class AutoMarginPolicy(BacktestPolicy):
     ids: ClientIds = field(default_factory=lambda: ClientIds("auto-margin"))
 
     async def intrabar(
-        self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: ActivityLog
+        self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: MemoryJournal
     ) -> None:
         if margin_ratio < AUTO_MARGIN_TRIGGER:
             return
@@ -163,7 +137,7 @@ class AutoMarginPolicy(BacktestPolicy):
                     reason=reason,
                 )
             )
-        await execute_plan(exchange, Plan(now, tuple(actions)), self.ids, log.at(now))
+        await execute_plan(exchange, Plan(now, tuple(actions)), self.ids, log)
 
 
 @dataclass(slots=True)
@@ -176,7 +150,7 @@ class PeriodicPolicy(BacktestPolicy):
     ids: ClientIds = field(default_factory=lambda: ClientIds("periodic"))
     _next: datetime | None = None
 
-    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: ActivityLog) -> None:
+    async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
         if self._next is not None and now < self._next:
             return
         self._next = now + PERIODIC_EVERY
@@ -194,4 +168,4 @@ class PeriodicPolicy(BacktestPolicy):
         snapshot = await exchange.fetch_snapshot()
         plan = plan_rebalance(snapshot, targets, policy, now)
         orders = tuple(a for a in plan.actions if isinstance(a, Order))
-        await execute_plan(exchange, Plan(now, orders), self.ids, log.at(now))
+        await execute_plan(exchange, Plan(now, orders), self.ids, log)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from bot.backtest.journal import MemoryJournal
 from bot.backtest.policies import (
-    ActivityLog,
     AutoMarginPolicy,
     BacktestPolicy,
     LevbotPolicy,
@@ -193,7 +193,7 @@ class _Replay:
         self.policy = make_policy(policy_name, scenario)
         self.on_bar = on_bar
         self.result = PolicyResult(policy_name)
-        self.log = ActivityLog()
+        self.log = MemoryJournal(clock=lambda: self.now)
         self.rules = scenario.market()
         self.now = _time(bars[0].timestamp)
         self.exchange = SimulatedExchange(

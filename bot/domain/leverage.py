@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from bot.domain.models import ONE, ZERO, MaintenanceTier, MarketRules, Position, Side
 
@@ -41,6 +42,13 @@ class TierBracket:
 
 def tier_brackets(tiers: Sequence[MaintenanceTier]) -> tuple[TierBracket, ...]:
     """Add `cum_i = cum_(i-1) + floor_i * (mmr_i - mmr_(i-1))` to a tier table."""
+    return _brackets(tuple(tiers))
+
+
+# A venue has a handful of tier tables and every margin figure needs one: compute each
+# table's brackets once (the tables are immutable values).
+@lru_cache(maxsize=1024)
+def _brackets(tiers: tuple[MaintenanceTier, ...]) -> tuple[TierBracket, ...]:
     brackets: list[TierBracket] = []
     cum = ZERO
     previous_rate = ZERO

@@ -129,7 +129,7 @@ class AccountSnapshot:
     min_transfer: Decimal = ZERO
     # Decimal places a transfer amount may carry.
     transfer_places: int = 2
-    # False where the exchange has no isolated add/reduce margin call (e.g. Bybit in ccxt).
+    # False where the exchange has no isolated add/reduce margin call (none of the four today).
     can_adjust_margin: bool = True
 
     def cross_positions(self) -> tuple[Position, ...]:

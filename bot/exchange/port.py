@@ -56,7 +56,7 @@ class AuthenticationError(ExchangeError):
 
 
 class CapabilityMissing(ExchangeError):
-    """The exchange (or ccxt) cannot do this at all, e.g. isolated margin on Bybit."""
+    """The exchange (or ccxt) cannot do this at all (e.g. transfers on Binance demo)."""
 
 
 class OperationalError(ExchangeError):

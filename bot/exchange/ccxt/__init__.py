@@ -1,4 +1,4 @@
-"""The Exchange port on real venues (Binance USDⓈ-M, Bybit, OKX) through ccxt."""
+"""The Exchange port on real venues (Binance USDⓈ-M, Bybit, OKX, Hyperliquid) through ccxt."""
 
 from bot.exchange.ccxt.adapter import CcxtExchange
 from bot.exchange.ccxt.errors import RateLimited, RetryPolicy
@@ -6,6 +6,7 @@ from bot.exchange.ccxt.profiles import (
     BinanceUsdmProfile,
     BybitProfile,
     ExchangeProfile,
+    HyperliquidProfile,
     OkxProfile,
     profile_for,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "CcxtExchange",
     "CcxtSettings",
     "ExchangeProfile",
+    "HyperliquidProfile",
     "OkxProfile",
     "RateLimited",
     "RetryPolicy",

@@ -1,4 +1,4 @@
-"""What differs between Binance USDⓈ-M, Bybit and OKX under ccxt 4.5 (DESIGN.md §7).
+"""What differs between the venues under ccxt 4.5 (DESIGN.md §7).
 
 One small profile per venue, each in its own module beside the shared base
 (`exchange_profile`). The adapter asks its profile and never branches on the venue's

@@ -15,7 +15,7 @@ import pytest
 
 from bot.domain.models import MarginMode, OrderSide, Side
 from bot.exchange.ccxt import profile_for
-from bot.exchange.port import CapabilityMissing, InvalidOrder, OrderRequest
+from bot.exchange.port import InvalidOrder, OrderRequest
 from tests.integration.exchange.loopback import LoopbackVenue
 from tests.integration.exchange.venues import (
     CLIENT_ID,
@@ -225,17 +225,6 @@ async def test_transfer_when_bybit_funding_to_unified_then_transfer_id_derives_f
     assert (first["coin"], first["amount"]) == ("USDT", "12.34")
     # Same client id, same transferId: Bybit refuses the second instead of paying twice.
     assert uuid.UUID(first["transferId"]) == uuid.UUID(again["transferId"])
-
-
-async def test_adjust_margin_when_bybit_then_capability_missing_and_nothing_sent(
-    venue: LoopbackVenue,
-) -> None:
-    serve(venue, "bybit")
-    async with adapter_for("bybit", venue) as exchange:
-        with pytest.raises(CapabilityMissing, match="bybit"):
-            await exchange.adjust_margin(LTC, Side.LONG, Decimal("1"), add=True)
-
-    assert venue.requests == []
 
 
 async def test_fetch_order_by_client_id_when_bybit_order_is_history_then_it_is_found(

@@ -132,7 +132,8 @@ async def test_snapshot_when_bybit_unified_then_margin_balance_is_equity(
     assert snapshot.derivatives.free == Decimal("3229.64065465")
     assert snapshot.pooled_equity == Decimal("90042.2788482")
     assert snapshot.source is not None and snapshot.source.free == Decimal("1010")
-    assert snapshot.can_adjust_margin is False
+    # Through Bybit's raw add-margin endpoint (tests/.../test_bybit_isolated_margin.py).
+    assert snapshot.can_adjust_margin is True
 
     # n = 1.2 * 1 * 71.1                      = 85.32
     # E = totalMarginBalance (USD, UTA)        = 90042.2788482
