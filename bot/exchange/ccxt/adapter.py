@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -13,6 +13,7 @@ from typing import Any, Self, TypeVar
 import ccxt.async_support as ccxt
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES
 
+from bot.clock import Clock, utc_now
 from bot.domain.models import (
     ZERO,
     AccountSnapshot,
@@ -55,10 +56,6 @@ T = TypeVar("T")
 MARKETS_MAX_AGE = timedelta(days=1)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class CcxtExchange:
     """One account on a real venue.
 
@@ -77,7 +74,7 @@ class CcxtExchange:
         exchange: Ccxt | None = None,
         source_exchange: Ccxt | None = None,
         retry: RetryPolicy | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.name = settings.account
         self.settings = settings

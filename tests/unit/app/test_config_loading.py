@@ -42,6 +42,8 @@ EXAMPLE_ENV = {
     "OKX_DEMO_PASSWORD": "okx-demo-password-value",
     "BINANCE_API_KEY": "binance-live-key-value",
     "BINANCE_SECRET": "binance-live-secret-value",
+    "HYPERLIQUID_WALLET_ADDRESS": "0x" + "ab" * 20,
+    "HYPERLIQUID_PRIVATE_KEY": "0x" + "11" * 32,
 }
 
 
@@ -252,7 +254,11 @@ def test_load_config_when_testnet_example_and_env_given_then_loads() -> None:
         ("binanceusdm", "demo"),
         ("bybit", "testnet"),
         ("okx", "demo"),
+        ("hyperliquid", "testnet"),
     ]
+    hyperliquid = accounts["hyperliquid-testnet"]
+    assert (hyperliquid.settle, hyperliquid.collateral_source) == ("USDC", "spot")
+    assert hyperliquid.credential("wallet_address") == "0x" + "ab" * 20
     okx = accounts["okx-demo"]
     assert okx.credential("password") == "okx-demo-password-value"
     assert "ETH/USDT:USDT" in okx.to_targets().symbols
