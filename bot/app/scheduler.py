@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, time, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.service import AccountService
+from bot.clock import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class CycleScheduler:
         return run
 
     def start(self) -> None:
-        now = datetime.now(UTC)
+        now = utc_now()
         for index, service in enumerate(self.services):
             interval = service.runtime.interval
             self._scheduler.add_job(
@@ -70,7 +71,7 @@ class CycleScheduler:
             trigger=IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
             id=name,
             name=name,
-            next_run_time=datetime.now(UTC),
+            next_run_time=utc_now(),
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, int(interval.total_seconds())),

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from enum import StrEnum
 
 from bot.app.execute import execute_plan
 from bot.app.service import AccountRuntime, AccountService
@@ -28,7 +29,17 @@ from bot.domain.planner import plan_rebalance
 from bot.domain.targets import Policy, Prefer, Target, Targets
 from bot.exchange.sim.exchange import SimulatedExchange
 
-POLICY_NAMES = ("levbot", "none", "auto-margin", "periodic")
+
+class PolicyName(StrEnum):
+    """The policies a backtest can compare, as `--policy` and the outputs name them."""
+
+    LEVBOT = "levbot"
+    NONE = "none"
+    AUTO_MARGIN = "auto-margin"
+    PERIODIC = "periodic"
+
+
+POLICY_NAMES: tuple[str, ...] = tuple(PolicyName)
 # The exchange-style auto-add-margin fires when the margin ratio nears liquidation.
 AUTO_MARGIN_TRIGGER = Decimal("0.8")
 PERIODIC_EVERY = timedelta(days=1)
@@ -72,7 +83,7 @@ class LevbotPolicy(BacktestPolicy):
 
     targets: Targets
     policy: Policy
-    name: str = "levbot"
+    name: str = PolicyName.LEVBOT
     _service: AccountService | None = None
 
     async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
@@ -96,7 +107,7 @@ class LevbotPolicy(BacktestPolicy):
 class NonePolicy(BacktestPolicy):
     """Never act."""
 
-    name: str = "none"
+    name: str = PolicyName.NONE
 
     async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
         return None
@@ -110,8 +121,8 @@ class AutoMarginPolicy(BacktestPolicy):
     """
 
     initial_margin: Decimal
-    name: str = "auto-margin"
-    ids: ClientIds = field(default_factory=lambda: ClientIds("auto-margin"))
+    name: str = PolicyName.AUTO_MARGIN
+    ids: ClientIds = field(default_factory=lambda: ClientIds(PolicyName.AUTO_MARGIN))
 
     async def intrabar(
         self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: MemoryJournal
@@ -146,8 +157,8 @@ class PeriodicPolicy(BacktestPolicy):
 
     target: Decimal
     slippage: Decimal
-    name: str = "periodic"
-    ids: ClientIds = field(default_factory=lambda: ClientIds("periodic"))
+    name: str = PolicyName.PERIODIC
+    ids: ClientIds = field(default_factory=lambda: ClientIds(PolicyName.PERIODIC))
     _next: datetime | None = None
 
     async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from bot.backtest.policies import PolicyName
 from bot.backtest.runner import PolicyResult, Scenario
 
 ACTION_COLUMNS = ("timestamp", "kind", "symbol", "side", "amount", "price", "notional", "fee",
@@ -68,8 +69,12 @@ def plot_report(path: Path, scenario: Scenario, results: Mapping[str, PolicyResu
         f"{scenario.side.value} {scenario.symbol}, target {scenario.target.leverage} "
         f"(band {scenario.target.min}-{scenario.target.max})"
     )
-    colours = {"levbot": "tab:blue", "none": "tab:gray", "auto-margin": "tab:orange",
-               "periodic": "tab:green"}  # fmt: skip
+    colours: dict[str, str] = {
+        PolicyName.LEVBOT: "tab:blue",
+        PolicyName.NONE: "tab:gray",
+        PolicyName.AUTO_MARGIN: "tab:orange",
+        PolicyName.PERIODIC: "tab:green",
+    }
     for name, result in results.items():
         colour = colours.get(name)
         xs = [_time(r.timestamp) for r in result.timeline if r.leverage is not None]

@@ -10,11 +10,13 @@ from decimal import Decimal
 
 from bot.backtest.journal import MemoryJournal
 from bot.backtest.policies import (
+    POLICY_NAMES,
     AutoMarginPolicy,
     BacktestPolicy,
     LevbotPolicy,
     NonePolicy,
     PeriodicPolicy,
+    PolicyName,
 )
 from bot.domain.actions import Action, ActionKind, Order
 from bot.domain.leverage import maintenance_from_tiers, round_down
@@ -41,7 +43,7 @@ class Scenario:
     interval_ms: int = 300_000
     fee: Decimal = Decimal("0.0005")
     slippage: Decimal = Decimal("0.0005")
-    policies: tuple[str, ...] = ("levbot", "none", "auto-margin", "periodic")
+    policies: tuple[str, ...] = POLICY_NAMES
     # The levbot policy's `release_excess`: surplus goes back to the reserve below the band.
     release_excess: bool = True
 
@@ -162,18 +164,18 @@ async def _run_all(
 
 def make_policy(name: str, scenario: Scenario) -> BacktestPolicy:
     target = scenario.target
-    if name == "levbot":
+    if name == PolicyName.LEVBOT:
         policy = Policy(
             slippage_allowance=scenario.slippage, release_excess=scenario.release_excess
         )
         return LevbotPolicy(Targets(target), policy)
-    if name == "none":
+    if name == PolicyName.NONE:
         return NonePolicy()
-    if name == "auto-margin":
+    if name == PolicyName.AUTO_MARGIN:
         return AutoMarginPolicy(initial_margin=scenario.equity)
-    if name == "periodic":
+    if name == PolicyName.PERIODIC:
         return PeriodicPolicy(target.leverage, scenario.slippage)
-    raise ScenarioError(f"--policy {name}: unknown (levbot, none, auto-margin, periodic)")
+    raise ScenarioError(f"--policy {name}: unknown ({', '.join(POLICY_NAMES)})")
 
 
 class _Replay:

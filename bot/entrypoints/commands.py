@@ -114,7 +114,7 @@ async def _run_daemon(daemon: Daemon, live: bool) -> int:
 
 
 def _live_table(services: list[AccountService]) -> Table:
-    table = Table(title=f"levbot — {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    table = Table(title=f"levbot — {utc_now():%Y-%m-%d %H:%M:%S} UTC")
     for column in ("account", "state", "leverage", "band", "margin ratio", "last cycle", "note"):
         table.add_column(column)
     for service in services:
