@@ -55,7 +55,6 @@ class ExchangeProfile:
     default_collateral_source: ClassVar[CollateralSource] = "spot"
     # Why a collateral source the venue lacks is missing, told with the refusal.
     source_notes: ClassVar[Mapping[str, str]] = {}
-    can_transfer: ClassVar[bool] = True
     can_hedge: ClassVar[bool] = True
     # Options passed to the ccxt constructor.
     options: ClassVar[Mapping[str, Any]] = {}
@@ -97,6 +96,8 @@ class ExchangeProfile:
             raise CapabilityMissing(
                 f"{self.exchange_id}: collateral_source {settings.collateral_source!r}: {problem}"
             )
+        if settings.hedged and not self.can_hedge:
+            raise CapabilityMissing(f"{self.exchange_id}: the venue has no hedge mode")
 
     def build(self, settings: CcxtSettings) -> Ccxt:
         """The derivatives-account ccxt instance, in the settings' environment."""

@@ -178,3 +178,9 @@ async def test_snapshot_when_okx_demo_knows_usdt_only_from_markets_then_places_f
     assert snapshot.transfer_places == 1
     assert venue.calls("/api/v5/asset/transfer")[0].json()["amt"] == "12.3"
     assert venue.calls("/api/v5/asset/currencies") == []
+
+
+def test_adapter_when_hedged_on_a_venue_without_hedge_mode_then_refused() -> None:
+    settings = settings_for("hyperliquid", collateral_source="spot", hedged=True)
+    with pytest.raises(CapabilityMissing, match="no hedge mode"):
+        CcxtExchange(settings)
