@@ -172,6 +172,20 @@ class AlertRow(StoreTable, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
 
 
+class AlertDeliveryRow(StoreTable, table=True):
+    """One alert delivered to one chat (the log channel is chat 0).
+
+    An alert leaves the outbox once every chat has it; a retry after a partial failure
+    goes only to the chats without a row here, so nobody gets the same alert twice.
+    """
+
+    __tablename__ = "alert_deliveries"
+
+    alert_id: int = Field(foreign_key="alert_outbox.id", ondelete="CASCADE", primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger, primary_key=True)
+    delivered_at: datetime = Field(sa_type=UtcDateTime)
+
+
 class TargetOverrideRow(StoreTable, table=True):
     """A target set at run time (Telegram) over the config: `symbol` None is the account."""
 

@@ -1,7 +1,9 @@
 """Chat commands. Each handler parses, calls the control layer, and formats the answer.
 
-Only chats in `allowed_chat_ids` get anything: the gatekeeper runs first for every
-update, writes the command audit, and stops unauthorised updates without a reply.
+Only chats in `allowed_chat_ids` get anything, and, when `allowed_user_ids` is set, only
+those users' commands and button presses count: the gatekeeper runs first for every
+update (new or edited), writes the command audit, and stops what is not allowed (other
+chats without a reply, other users with a one-line refusal).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.app.control import Controls, UnknownAccount
@@ -38,6 +40,7 @@ from bot.telegram.formatting import (
 logger = logging.getLogger(__name__)
 
 CONFIRM_FOR = timedelta(seconds=60)
+REFUSAL = "Sorry, you are not allowed to command this bot."
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 HELP = {
@@ -75,35 +78,65 @@ class ChatCommands:
     """The handlers, bound to the control layer."""
 
     def __init__(
-        self, controls: Controls, allowed_chat_ids: tuple[int, ...], clock: Callable[[], datetime]
+        self,
+        controls: Controls,
+        allowed_chat_ids: tuple[int, ...],
+        clock: Callable[[], datetime],
+        allowed_user_ids: tuple[int, ...] | None = None,
     ) -> None:
         self.controls = controls
         self.allowed = frozenset(allowed_chat_ids)
+        # None: anyone in an allowed chat counts.
+        self.allowed_users = None if allowed_user_ids is None else frozenset(allowed_user_ids)
         self.clock = clock
         self.pending: dict[str, Confirmation] = {}
 
     # -- the gate ---------------------------------------------------------------------
 
     async def gatekeeper(self, update: object, context: Context) -> None:
-        """Audit every command and button press; swallow anything from other chats."""
+        """Audit every command and button press; stop what may not count.
+
+        Runs before every handler, for new and edited messages alike (PTB hands an edited
+        command to the same CommandHandler, so it must pass the same gate). Other chats
+        are ignored without a reply; in an allowed chat, a user outside
+        `allowed_user_ids` gets a short refusal for a command or button press.
+        """
         if not isinstance(update, Update):
             raise ApplicationHandlerStop
         chat = update.effective_chat
         user = update.effective_user
         who = "" if user is None else (user.username or str(user.id))
         text = ""
-        if update.message is not None and update.message.text:
-            text = update.message.text
-        elif update.callback_query is not None:
+        # effective_message also covers edited messages and channel posts; a button press
+        # comes first because its effective_message is the bot's own message.
+        message = update.effective_message
+        if update.callback_query is not None:
             text = f"[button] {update.callback_query.data or ''}"
-        allowed = chat is not None and chat.id in self.allowed
-        if text.startswith("/") or text.startswith("[button]") or not allowed:
+        elif message is not None and message.text:
+            text = message.text
+        chat_allowed = chat is not None and chat.id in self.allowed
+        user_allowed = self.allowed_users is None or (
+            user is not None and user.id in self.allowed_users
+        )
+        is_command = text.startswith("/") or text.startswith("[button]")
+        if is_command or not chat_allowed:
             command, _, args = text.partition(" ")
             await self.controls.journal.audit(
-                chat.id if chat is not None else 0, who, command[:64], args[:500], allowed
+                chat.id if chat is not None else 0,
+                who,
+                command[:64],
+                args[:500],
+                chat_allowed and user_allowed,
             )
-        if not allowed:
+        if not chat_allowed:
             logger.warning("ignored an update from unauthorised chat %s", chat and chat.id)
+            raise ApplicationHandlerStop
+        if not user_allowed:
+            logger.warning(
+                "refused an update from user %s in chat %s", user and user.id, chat and chat.id
+            )
+            if is_command:
+                await _refuse(update)
             raise ApplicationHandlerStop
 
     # -- commands -----------------------------------------------------------------------
@@ -333,6 +366,18 @@ class ChatCommands:
             await message.edit_text(chunks[0], parse_mode=ParseMode.HTML)
             return
         await self._reply(update, text)
+
+
+async def _refuse(update: Update) -> None:
+    """A one-line no to a user outside `allowed_user_ids`; a courtesy, so a failure to
+    send it is only logged."""
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(REFUSAL)
+        elif update.effective_chat is not None:
+            await update.effective_chat.send_message(REFUSAL)
+    except TelegramError as error:
+        logger.warning("could not send a refusal: %s", type(error).__name__)
 
 
 async def _edit(query: CallbackQuery, text: str) -> None:

@@ -46,7 +46,10 @@ def build_application(settings: TelegramConfig, commands: ChatCommands) -> Appli
         .base_file_url(f"{api}/file/bot")
         .build()
     )
-    allowed = filters.Chat(chat_id=list(settings.allowed_chat_ids))
+    # The gatekeeper stops everyone else first; the filters are a second lock on the door.
+    allowed: filters.BaseFilter = filters.Chat(chat_id=list(settings.allowed_chat_ids))
+    if settings.allowed_user_ids is not None:
+        allowed = allowed & filters.User(user_id=list(settings.allowed_user_ids))
     application.add_handler(TypeHandler(Update, commands.gatekeeper), group=-1)
     for name in HELP:
         application.add_handler(CommandHandler(name, getattr(commands, name), filters=allowed))
@@ -68,7 +71,9 @@ class TelegramRunner:
     ) -> None:
         self.settings = settings
         self.channel = channel
-        self.commands = ChatCommands(controls, settings.allowed_chat_ids, clock)
+        self.commands = ChatCommands(
+            controls, settings.allowed_chat_ids, clock, settings.allowed_user_ids
+        )
         self.application = build_application(settings, self.commands)
         self._task: asyncio.Task[None] | None = None
         self._running = False

@@ -4,8 +4,9 @@ PTB calls `base_url + token + "/" + method`, so build it with
 `.base_url(f"{api.url}/bot").base_file_url(f"{api.url}/file/bot")` (or `api.builder()`).
 The server answers with the objects Telegram would (messages numbered per chat, the bot
 as sender, HTML parsed the way Telegram parses it), records what the bot sent, lets a
-test play the owner (`push_message`, `push_callback`) and injects Telegram's own
-failures: 429 with `retry_after`, 403 blocked, 5xx, a dropped connection, an outage.
+test play the owner (`push_message`, `push_edited_message`, `push_callback`) and injects
+Telegram's own failures: 429 with `retry_after`, 403 blocked (one chat or all), 5xx, a
+dropped connection, an outage.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -192,6 +194,24 @@ class FakeBotApi(BotApiMethods):
         self._push_update({"callback_query": query})
         return query_id
 
+    def push_edited_message(
+        self, chat_id: int, message_id: int, text: str, user_id: int | None = None
+    ) -> JSON:
+        """The owner edits their message `message_id` to `text`: Telegram sends an
+        `edited_message` update (same message id, new text, an `edit_date`)."""
+        message = self._messages.get((chat_id, message_id))
+        if message is None or message["from"]["id"] == self.bot_id:
+            raise LookupError(f"the owner sent no message {message_id} in chat {chat_id}")
+        user = message["from"] if user_id is None else {**message["from"], "id": user_id}
+        edited = {**message, "from": user, "text": text, "edit_date": int(time.time())}
+        edited.pop("entities", None)
+        command = re.match(r"/\S+", text)
+        if command:
+            length = utf16_length(command.group())
+            edited["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        self._messages[chat_id, message_id] = edited
+        return self._push_update({"edited_message": edited})
+
     def _push_update(self, body: JSON) -> JSON:
         update = {"update_id": next(self._update_ids), **body}
         self._updates.append(update)
@@ -273,6 +293,14 @@ class FakeBotApi(BotApiMethods):
         fault = _Fault(status, description or DESCRIPTIONS.get(status, "Error"), retry_after)
         self._faults[method.lower()].extend([fault] * count)
 
+    def fail_next_to_chat(
+        self, chat_id: int, method: str = "sendMessage", status: int = 403, count: int = 1
+    ) -> None:
+        """Answer the next `count` calls of `method` addressed to `chat_id` with Telegram's
+        error for `status`; calls to other chats go through."""
+        fault = _Fault(status, DESCRIPTIONS.get(status, "Error"), 1)
+        self._faults[f"{method.lower()}@{chat_id}"].extend([fault] * count)
+
     def storm(self, method: str, count: int, retry_after: int = 1) -> None:
         """A 429 flood: the next `count` calls of `method` are told to retry later."""
         self.fail_next(method, 429, count, retry_after)
@@ -306,6 +334,9 @@ class FakeBotApi(BotApiMethods):
         if self._down == "close":
             return _drop(request)
         faults = None if self._down else self._faults.get(method.lower())
+        by_chat = self._faults.get(f"{method.lower()}@{params.get('chat_id')}")
+        if not self._down and by_chat:  # a fault for this chat only (fail_next_to_chat)
+            faults = by_chat
         fault = faults.popleft() if faults else None
         if fault and fault.status is None and not fault.deliver:
             return _drop(request)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import time
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
+from urllib.parse import unquote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -16,6 +17,8 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 DEFAULT_DATABASE_URL = "sqlite:///data/levbot.sqlite"
 DEFAULT_TELEGRAM_API = "https://api.telegram.org"
+# A Telegram chat or user id: at most 52 significant bits, by Telegram's own documentation.
+TelegramId = Annotated[int, Field(ge=-(2**53), le=2**53)]
 
 
 class DatabaseConfig(ConfigTable):
@@ -49,14 +52,26 @@ class LogConfig(ConfigTable):
 
 
 class TelegramConfig(ConfigTable):
+    """The `[telegram]` table: the bot, where it talks, and who may command it.
+
+    Commands and button presses count only from `allowed_chat_ids`. When
+    `allowed_user_ids` is set, they count only from those users, in any chat (use it for
+    a group chat: everyone in the group then still sees alerts, only the owners steer);
+    anyone else gets a short refusal, and the refusal is audited. New and edited
+    messages are gated and audited alike.
+    """
+
     token: SecretStr
-    allowed_chat_ids: tuple[int, ...] = Field(min_length=1)
+    # Telegram ids fit in 52 bits (and so in SQLite's 64-bit integers).
+    allowed_chat_ids: tuple[TelegramId, ...] = Field(min_length=1)
     # A self-hosted Bot API server or a loopback fake is reached by changing only this.
     api_base_url: str = DEFAULT_TELEGRAM_API
     # Alert levels not sent; critical alerts cannot be muted.
     mute: tuple[AlertLevel, ...] = ()
     # UTC time of day of the daily summary; absent or false: no summary.
     daily_summary: time | None = None
+    # Users whose commands and button presses count (in every allowed chat); absent: anyone's.
+    allowed_user_ids: tuple[TelegramId, ...] | None = None
 
     @field_validator("token")
     @classmethod
@@ -77,6 +92,13 @@ class TelegramConfig(ConfigTable):
             raise ValueError("critical alerts cannot be muted")
         return value
 
+    @field_validator("allowed_user_ids")
+    @classmethod
+    def _check_users(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and not value:
+            raise ValueError("must name at least one user id, or be left out (anyone)")
+        return value
+
     @field_validator("daily_summary", mode="before")
     @classmethod
     def _summary_off(cls, value: object) -> object:
@@ -89,7 +111,8 @@ class LevbotConfig(ConfigTable):
     """The whole config file."""
 
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    snapshot_retention_days: int = Field(default=30, ge=1)
+    # 1 to 3650 (ten years): past that the retention cutoff leaves the calendar.
+    snapshot_retention_days: int = Field(default=30, ge=1, le=3650)
     log: LogConfig = Field(default_factory=LogConfig)
     telegram: TelegramConfig | None = None
     accounts: tuple[AccountConfig, ...] = Field(min_length=1)
@@ -104,6 +127,21 @@ class LevbotConfig(ConfigTable):
             seen.add(account.name)
         raise_problems(found)
         return self
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value the config holds (venue credentials, the Telegram token,
+        a database password), for scrubbing them out of logs, journal and alerts."""
+        found = [
+            secret.get_secret_value() for account in self.accounts
+            for secret in account.credentials.values()
+        ]  # fmt: skip
+        if self.telegram is not None:
+            found.append(self.telegram.token.get_secret_value())
+        password = URL_PASSWORD.search(self.database.url)
+        if password is not None:
+            encoded = password.group(0)[len(password.group(1)) : -1]
+            found += [encoded, unquote(encoded)]
+        return tuple(secret for secret in found if secret)
 
     def account(self, name: str) -> AccountConfig:
         """The account called `name`; KeyError if there is none."""

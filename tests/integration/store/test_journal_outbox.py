@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+
+import pytest
 
 from bot.domain.vocabulary import AlertLevel
 from bot.store.journal import Journal
@@ -69,3 +72,35 @@ async def test_due_alerts_when_reopened_then_unsent_alerts_still_queued(
         await second.close()
 
     assert [(a.id, a.text) for a in due] == [(unsent, "queued while Telegram was down")]
+
+
+async def test_enqueue_alert_when_queued_then_logged_at_once_with_level_on_one_line(
+    journal: Journal, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="bot.store.outbox"):
+        await journal.enqueue_alert(
+            AlertLevel.WARNING, "[paper] exchange unreachable\nsince 3 cycles"
+        )
+        await journal.enqueue_alert(AlertLevel.CRITICAL, "[paper] EMERGENCY")
+
+    lines = [r for r in caplog.records if r.name == "bot.store.outbox"]
+    assert [r.getMessage() for r in lines] == [
+        "ALERT queued [warning] [paper] exchange unreachable | since 3 cycles",
+        "ALERT queued [critical] [paper] EMERGENCY",
+    ]
+    # Never below INFO, and a critical alert is not hidden by a WARNING-level log filter.
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.CRITICAL]
+
+
+async def test_alert_deliveries_when_recorded_per_chat_then_read_back_and_kept_once(
+    journal: Journal, clock: FakeClock
+) -> None:
+    first = await journal.enqueue_alert(AlertLevel.INFO, "one")
+    second = await journal.enqueue_alert(AlertLevel.INFO, "two")
+
+    await journal.record_alert_delivery(first, 4242, T0)
+    await journal.record_alert_delivery(first, -100200, T0)
+    await journal.record_alert_delivery(first, 4242, T0 + timedelta(seconds=1))  # again: no-op
+
+    delivered = await journal.alert_deliveries([first, second])
+    assert delivered == {first: {4242, -100200}, second: set()}

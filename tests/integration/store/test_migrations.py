@@ -28,6 +28,7 @@ TABLES = {
     "target_overrides",
     "pause_state",
     "command_audit",
+    "alert_deliveries",
 }
 
 

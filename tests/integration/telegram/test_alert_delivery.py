@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.alerts import flush_outbox
+from bot.app.alerts import LOG_CHAT, LogChannel, flush_outbox
 from bot.app.config import load_config
 from bot.app.control import Controls, account_statuses, daily_summary
 from bot.app.service import AccountRuntime, AccountService
@@ -25,6 +26,7 @@ from bot.telegram.runner import TelegramRunner
 from tests.support.fake_bot_api import FakeBotApi
 
 OWNER = 4242
+DESK = -100200  # a group chat, the second place alerts go
 
 
 class Clock:
@@ -52,11 +54,13 @@ class Rig:
         return [m.plain_text for m in self.api.sent_messages(OWNER)]
 
 
-async def make_rig(tmp_path: Path, api: FakeBotApi, mute: str = "[]") -> Rig:
+async def make_rig(
+    tmp_path: Path, api: FakeBotApi, mute: str = "[]", chats: tuple[int, ...] = (OWNER,)
+) -> Rig:
     path = tmp_path / "levbot.toml"
     path.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path}/journal.sqlite"\n'
-        f'[telegram]\ntoken = "{api.token}"\nallowed_chat_ids = [{OWNER}]\n'
+        f'[telegram]\ntoken = "{api.token}"\nallowed_chat_ids = {list(chats)}\n'
         f'api_base_url = "{api.url}"\nmute = {mute}\n'
         '[[accounts]]\nname = "paper"\nexchange = "sim"\n'
         "[accounts.target]\nleverage = 3\nmin = 2.5\nmax = 3.5\n[accounts.sim]\nleverage = 4\n"
@@ -200,3 +204,71 @@ async def test_daily_summary_when_accounts_ran_then_one_line_each_reaches_the_ow
     summary = next(t for t in rig.texts() if "Daily summary" in t)
     assert "paper: active, equity" in summary
     assert "leverage 3.00 (band 2.5–3.5), last cycle ok" in summary
+
+
+async def test_alerts_when_second_chat_fails_then_retry_goes_to_it_only(
+    tmp_path: Path, fake_bot_api: FakeBotApi
+) -> None:
+    rig = await make_rig(tmp_path, fake_bot_api, chats=(OWNER, DESK))
+    rig.runner.start()
+    try:
+        await fake_bot_api.wait_for(lambda: rig.channel.bot is not None)
+        alert = await rig.journal.enqueue_alert(AlertLevel.CRITICAL, "margin call")
+        fake_bot_api.fail_next_to_chat(DESK, status=502)
+        assert await rig.flush() == 0  # the owner has it, the desk does not yet
+        rig.clock.now += timedelta(hours=1)
+        assert await rig.flush() == 1
+        owner = [m.plain_text for m in fake_bot_api.sent_messages(OWNER)]
+        desk = [m.plain_text for m in fake_bot_api.sent_messages(DESK)]
+        assert owner == ["🚨 margin call"]  # once, not again with the retry
+        assert desk == ["🚨 margin call"]
+        assert await rig.journal.alert_deliveries([alert]) == {alert: {OWNER, DESK}}
+        assert await rig.journal.due_alerts(rig.clock() + timedelta(days=1)) == []
+    finally:
+        await rig.runner.stop()
+        await rig.journal.close()
+
+
+async def test_alerts_when_telegram_unreachable_then_every_alert_is_logged_when_queued(
+    tmp_path: Path, fake_bot_api: FakeBotApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = await make_rig(tmp_path, fake_bot_api)
+    fake_bot_api.set_down(True)
+    rig.runner.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            await rig.journal.enqueue_alert(AlertLevel.INFO, "levbot started: paper")
+            await rig.service.run_cycle()
+            assert await rig.flush() == 0  # Telegram is down: nothing sent...
+            queued = [r.getMessage() for r in caplog.records if "ALERT queued" in r.getMessage()]
+            # ...but the log already has both, in order, with their levels.
+            assert queued[0] == "ALERT queued [info] levbot started: paper"
+            assert queued[1].startswith("ALERT queued [action] [paper] rebalanced")
+            fake_bot_api.set_down(False)
+            await fake_bot_api.wait_for(lambda: rig.channel.bot is not None, timeout=10)
+            rig.clock.now += timedelta(minutes=1)
+            assert await rig.flush() == 2
+        # Delivery does not log the text a second time: one line per alert carries it.
+        ours = [r for r in caplog.records if r.name.startswith("bot.")]
+        rebalanced = [r for r in ours if "rebalanced" in r.getMessage()]
+        assert len(rebalanced) == 1
+    finally:
+        await rig.runner.stop()
+        await rig.journal.close()
+
+
+async def test_log_channel_when_flushed_then_counts_as_one_chat_and_text_logged_once(
+    tmp_path: Path, fake_bot_api: FakeBotApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = await make_rig(tmp_path, fake_bot_api)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            alert = await rig.journal.enqueue_alert(AlertLevel.WARNING, "exchange unreachable")
+            assert await flush_outbox(rig.journal, LogChannel(), rig.clock) == 1
+            assert await flush_outbox(rig.journal, LogChannel(), rig.clock) == 0
+        assert await rig.journal.alert_deliveries([alert]) == {alert: {LOG_CHAT}}
+        ours = [r for r in caplog.records if r.name.startswith("bot.")]
+        texts = [r for r in ours if "exchange unreachable" in r.getMessage()]
+        assert len(texts) == 1 and texts[0].levelno == logging.WARNING
+    finally:
+        await rig.journal.close()
