@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/paper.toml
 
-.PHONY: install run test lint typecheck unit bench efficacy clean
+.PHONY: install run test lint typecheck unit bench efficacy clean chaos crash
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -35,6 +35,17 @@ bench: install
 
 efficacy: install
 	$(BIN)/python -m benchmarks.efficacy | tee benchmarks/efficacy.md
+
+# The long chaos and crash runs against `levbot paper-exchange` (short versions run in
+# `make test`); each prints its figures: trials, faults injected by kind, actions, mismatches.
+CHAOS_SECONDS ?= 240
+CRASH_TRIALS ?= 100
+
+chaos: install
+	CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/pytest -q -s tests/e2e/test_chaos.py
+
+crash: install
+	CRASH_TRIALS=$(CRASH_TRIALS) $(BIN)/pytest -q -s tests/e2e/test_crash.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

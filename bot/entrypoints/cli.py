@@ -8,6 +8,7 @@ import typer
 
 from bot.entrypoints import commands
 from bot.entrypoints.backtest_command import backtest
+from bot.entrypoints.paper_exchange_command import paper_exchange
 
 app = typer.Typer(
     name="levbot",
@@ -23,6 +24,7 @@ app.command("status")(commands.status)
 app.command("history")(commands.history)
 app.command("health")(commands.health_command)
 app.command("backtest")(backtest)
+app.command("paper-exchange")(paper_exchange)
 
 
 @app.callback()

@@ -1,0 +1,196 @@
+"""The paper venue's books: the replayed account (a PaperExchange) and the record of
+every write it executed, each kept in a file so the venue outlives any client.
+
+The account lives in `<state>.account.json` (PaperExchange's own format); the record
+(every executed order and transfer with its ids and time, the transfer history Binance
+serves, and the faults injected) in `<state>`, written atomically after every change.
+The record is what a chaos run checks the client's journal against.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bot.exchange.paper_venue import binance_payloads as payloads
+from bot.exchange.port import MarginResult, OrderRequest, OrderResult
+from bot.exchange.sim.paper import PaperExchange, PaperSettings
+
+logger = logging.getLogger(__name__)
+
+
+def account_file(state_file: Path) -> Path:
+    return state_file.with_name(state_file.name + ".account.json")
+
+
+@dataclass
+class VenueRecord:
+    """What the venue did, in the order it did it."""
+
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "orders": self.orders,
+            "transfers": self.transfers,
+            "faults": dict(self.faults),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VenueRecord:
+        return cls(
+            orders=list(data.get("orders", [])),
+            transfers=list(data.get("transfers", [])),
+            faults=Counter(data.get("faults", {})),
+        )
+
+
+class VenueBook:
+    """The account behind the venue, and its record of executed writes."""
+
+    def __init__(
+        self,
+        settings: PaperSettings,
+        clock: Callable[[], datetime],
+        state_file: Path | None,
+    ) -> None:
+        self._clock = clock
+        self._state_file = state_file
+        if state_file is not None:
+            settings = _with_state(settings, account_file(state_file))
+        self.paper = PaperExchange(settings, clock)
+        self.settle = self.paper.sim.settle
+        self.record = self._load()
+
+    # -- reads ------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self._clock().timestamp() * 1000)
+
+    async def snapshot(self) -> Any:
+        """The account now (advancing the replay), as the simulator reports it."""
+        return await self.paper.fetch_snapshot()
+
+    @property
+    def markets(self) -> dict[str, Any]:
+        return self.paper.sim.markets
+
+    async def find_order(self, symbol: str, client_id: str) -> tuple[OrderResult, int] | None:
+        result = await self.paper.fetch_order_by_client_id(symbol, client_id)
+        if result is None:
+            return None
+        at = next(
+            (o["time"] for o in self.record.orders if o["client_id"] == client_id), self.now_ms()
+        )
+        return result, int(at)
+
+    def order_flags(self, client_id: str) -> tuple[bool, str]:
+        entry = next((o for o in self.record.orders if o["client_id"] == client_id), {})
+        return bool(entry.get("reduce_only", True)), str(entry.get("position_side", "BOTH"))
+
+    def transfer_history(
+        self, kind: str | None, start_ms: int | None, end_ms: int | None
+    ) -> list[dict[str, Any]]:
+        """Newest first, as Binance lists them."""
+        rows = [
+            t
+            for t in self.record.transfers
+            if (kind is None or t["type"] == kind)
+            and (start_ms is None or t["time"] >= start_ms)
+            and (end_ms is None or t["time"] <= end_ms)
+        ]
+        return [
+            payloads.transfer_row(
+                int(t["tran_id"]), t["asset"], Decimal(t["amount"]), t["type"], int(t["time"])
+            )
+            for t in reversed(rows)
+        ]
+
+    # -- writes (each one recorded before its reply is sent, or lost) ------------------
+
+    async def create_order(self, request: OrderRequest, position_side: str) -> OrderResult:
+        result = await self.paper.create_order(request)
+        self.record.orders.append(
+            {
+                "client_id": request.client_order_id,
+                "exchange_id": str(payloads.exchange_number(result.exchange_id)),
+                "symbol": request.symbol,
+                "side": request.side.value,
+                "amount": str(result.amount),
+                "price": str(result.average_price),
+                "reduce_only": request.reduce_only,
+                "position_side": position_side,
+                "time": self.now_ms(),
+            }
+        )
+        self.save()
+        return result
+
+    async def transfer(self, amount: Decimal, into_derivatives: bool) -> int:
+        kind = payloads.TRANSFER_TYPES[into_derivatives]
+        client_id = f"venue-{len(self.record.transfers) + 1}"
+        result = await self.paper.transfer(self.settle, amount, into_derivatives, client_id)
+        tran_id = payloads.exchange_number(result.transfer_id)
+        self.record.transfers.append(
+            {
+                "tran_id": str(tran_id),
+                "asset": self.settle,
+                "amount": str(result.amount),
+                "type": kind,
+                "time": self.now_ms(),
+            }
+        )
+        self.save()
+        return tran_id
+
+    async def adjust_margin(
+        self, symbol: str, side: Any, amount: Decimal, add: bool, hedged: bool
+    ) -> MarginResult:
+        return await self.paper.adjust_margin(symbol, side, amount, add, hedged)
+
+    # -- durability ---------------------------------------------------------------------
+
+    def save(self) -> None:
+        path = self._state_file
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        with temporary.open("w") as handle:
+            json.dump(self.record.as_json(), handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def _load(self) -> VenueRecord:
+        path = self._state_file
+        if path is None or not path.is_file():
+            return VenueRecord()
+        try:
+            record = VenueRecord.from_json(json.loads(path.read_text()))
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path}: unreadable paper venue record ({error})") from None
+        logger.info(
+            "paper venue restored from %s: %d orders, %d transfers",
+            path,
+            len(record.orders),
+            len(record.transfers),
+        )
+        return record
+
+
+def _with_state(settings: PaperSettings, state_file: Path) -> PaperSettings:
+    from dataclasses import replace
+
+    return replace(settings, state_file=state_file)

@@ -1,0 +1,219 @@
+"""The paper venue through real ccxt: the bot's adapter reads, transfers, orders and
+looks orders up on it exactly as on Binance; signatures are checked; faults happen."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import ccxt.async_support as ccxt
+import pytest
+
+from bot.domain.models import OrderSide, Side
+from bot.exchange.paper_venue.faults import FaultKind, FaultPlan, FaultSpecError, parse_spec
+from bot.exchange.port import ExchangeError, OrderRequest
+from tests.integration.exchange.paper_venue_support import adapter_on, running_venue
+
+SYMBOL = "BTC/USDT:USDT"
+
+
+def _reduce(client_id: str, amount: str = "0.01") -> OrderRequest:
+    return OrderRequest(
+        symbol=SYMBOL, side=OrderSide.SELL, amount=Decimal(amount), reduce_only=True,
+        position_side=Side.LONG, client_order_id=client_id,
+    )  # fmt: skip
+
+
+async def test_paper_venue_when_ccxt_snapshots_transfers_and_orders_then_the_venue_did_it(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "venue.json"
+    async with running_venue(state) as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            before = await exchange.fetch_snapshot()
+            (position,) = before.positions
+            assert position.side is Side.LONG and position.contracts > 0
+            assert before.derivatives.total == Decimal(10000)
+            assert before.source is not None and before.source.total == Decimal(5000)
+            assert position.maintenance_margin is not None and position.maintenance_margin > 0
+
+            moved = await exchange.transfer("USDT", Decimal("250.5"), True, "t-1")
+            order = await exchange.create_order(_reduce("lb-order-1"))
+            found = await exchange.fetch_order_by_client_id(SYMBOL, "lb-order-1")
+            missing = await exchange.fetch_order_by_client_id(SYMBOL, "never-sent")
+            after = await exchange.fetch_snapshot()
+        finally:
+            await exchange.close()
+
+    assert missing is None
+    assert found is not None and found.exchange_id == order.exchange_id
+    assert found.filled == Decimal("0.01") and found.side is OrderSide.SELL
+    assert after.positions[0].contracts == position.contracts - Decimal("0.01")
+    assert after.source is not None and after.source.total == Decimal("4749.5")
+    record = json.loads(state.read_text())
+    assert [(o["client_id"], o["exchange_id"]) for o in record["orders"]] == [
+        ("lb-order-1", order.exchange_id)
+    ]
+    assert [(t["tran_id"], t["amount"], t["type"]) for t in record["transfers"]] == [
+        (moved.transfer_id, "250.5", "MAIN_UMFUTURE")
+    ]
+
+
+async def test_paper_venue_when_restarted_from_its_file_then_the_account_and_record_carry_on(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "venue.json"
+    async with running_venue(state) as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            order = await exchange.create_order(_reduce("before-restart"))
+        finally:
+            await exchange.close()
+    async with running_venue(state) as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            found = await exchange.fetch_order_by_client_id(SYMBOL, "before-restart")
+            snapshot = await exchange.fetch_snapshot()
+        finally:
+            await exchange.close()
+    assert found is not None and found.exchange_id == order.exchange_id
+    assert len(venue.book.record.orders) == 1
+    assert snapshot.derivatives.total < Decimal(10000)  # the fee and PnL stayed paid
+
+
+async def test_paper_venue_when_the_signature_is_wrong_then_binance_minus_1022(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None) as venue:
+        raw = ccxt.binanceusdm(
+            {"apiKey": "test-api-key-0001", "secret": "not-the-secret", "enableRateLimit": False}
+        )
+        raw.urls["api"] = {
+            key: value.replace("https://fapi.binance.com", venue.url)
+            for key, value in raw.urls["api"].items()
+            if isinstance(value, str)
+        }
+        try:
+            with pytest.raises(ccxt.AuthenticationError, match="-1022"):
+                await raw.fapiPrivateV3GetAccount()
+        finally:
+            await raw.close()
+        assert venue.book.record.orders == []
+
+
+async def test_paper_venue_when_the_api_key_is_unknown_then_the_adapter_refuses(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None) as venue:
+        exchange = adapter_on(
+            venue.url, credentials={"api_key": "someone-else", "secret": "test-secret-0002"}
+        )
+        try:
+            with pytest.raises(ExchangeError):
+                await exchange.fetch_snapshot()
+        finally:
+            await exchange.close()
+
+
+async def test_paper_venue_when_an_order_reply_is_lost_then_the_order_is_applied_and_recorded(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None, faults="order:lost=1") as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            await exchange.fetch_snapshot()
+            with pytest.raises(ExchangeError):
+                await exchange.create_order(_reduce("lost-1"))
+            found = await exchange.fetch_order_by_client_id(SYMBOL, "lost-1")
+        finally:
+            await exchange.close()
+    assert found is not None
+    assert [o["client_id"] for o in venue.book.record.orders] == ["lost-1"]
+    assert venue.venue.faults.injected["lost"] == 1
+
+
+async def test_paper_venue_when_a_transfer_is_refused_with_429_then_nothing_moved(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None, faults="transfer:429=1") as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            await exchange.fetch_snapshot()
+            with pytest.raises(ExchangeError):
+                await exchange.transfer("USDT", Decimal(10), True, "t-429")
+        finally:
+            await exchange.close()
+    assert venue.book.record.transfers == []
+    assert venue.venue.faults.injected["429"] >= 1
+
+
+@pytest.mark.parametrize("kind", [FaultKind.TRUNCATED, FaultKind.EMPTY, FaultKind.SERVER_HTML])
+async def test_paper_venue_when_account_replies_are_broken_then_no_snapshot_comes_back(
+    tmp_path: Path, kind: FaultKind
+) -> None:
+    async with running_venue(None, faults=f"account:{kind.value}=1") as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            with pytest.raises(Exception):  # noqa: B017 - which error is the adapter's business
+                await exchange.fetch_snapshot()
+        finally:
+            await exchange.close()
+    assert venue.venue.faults.injected[kind.value] >= 1
+
+
+async def test_paper_venue_when_a_read_times_out_then_the_connection_is_dropped(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None, faults="account:timeout=1", hold_seconds=0.0) as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            with pytest.raises(ExchangeError):
+                await exchange.fetch_snapshot()
+        finally:
+            await exchange.close()
+
+
+async def test_paper_venue_when_transfer_history_is_asked_then_binance_rows_come_back(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None) as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            await exchange.transfer("USDT", Decimal(12), True, "t-a")
+            await exchange.transfer("USDT", Decimal(3), False, "t-b")
+        finally:
+            await exchange.close()
+        raw = ccxt.binance({**_keys(), "enableRateLimit": False})
+        raw.urls["api"] = {
+            k: v.replace("https://api.binance.com", venue.url) for k, v in raw.urls["api"].items()
+        }
+        try:
+            inbound = await raw.sapiGetAssetTransfer({"type": "MAIN_UMFUTURE"})
+            outbound = await raw.sapiGetAssetTransfer({"type": "UMFUTURE_MAIN"})
+        finally:
+            await raw.close()
+    assert inbound["total"] == 1 and inbound["rows"][0]["amount"] == "12"
+    assert outbound["rows"][0]["type"] == "UMFUTURE_MAIN"
+
+
+def _keys() -> dict[str, str]:
+    return {"apiKey": "test-api-key-0001", "secret": "test-secret-0002"}
+
+
+def test_fault_spec_when_parsed_then_rates_apply_per_endpoint_and_kind() -> None:
+    rules = parse_spec("all:0.3,order:lost=0.1")
+    assert {r.rate for r in rules["account"]} == {0.3}
+    assert [(r.kind, r.rate) for r in rules["order"]] == [(None, 0.3), (FaultKind.LOST, 0.1)]
+    assert "account" not in parse_spec("account:lost=0.5")  # reads have no reply to lose
+    for bad in ("nowhere:0.1", "all:1.5", "order:gone=0.1", "order"):
+        with pytest.raises(FaultSpecError):
+            parse_spec(bad)
+
+
+def test_fault_plan_when_seeded_then_the_same_faults_come_back() -> None:
+    plans = [FaultPlan("all:0.3", seed=11) for _ in range(2)]
+    draws = [[plan.draw("account") for _ in range(50)] for plan in plans]
+    assert draws[0] == draws[1]
+    assert 5 < sum(d is not None for d in draws[0]) < 30
