@@ -22,6 +22,9 @@ def add_collateral(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule)
     before = work.checkpoint()
 
     if scope.isolated is None:
+        if snapshot.source_unknown:
+            work.notes.append("collateral: source wallet unreadable, its balance is unknown")
+            return
         amount = min(need, round_down(budget.source, step))
         if amount < max(step, snapshot.min_transfer):
             work.notes.append(f"collateral: source wallet has {budget.source:.2f} available")

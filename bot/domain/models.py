@@ -115,6 +115,11 @@ class AccountSnapshot:
     `derivatives` is the wallet balance W (no unrealized PnL). Where collateral is
     pooled across assets, the adapter reports the account-level margin balance in the
     settle currency as `pooled_equity`; it then replaces `W + sum(u_p)` as equity.
+
+    `source` None means no collateral can come from a source wallet: none exists
+    (`source_unknown` False), or its read failed or did not verify (`source_unknown`
+    True: its balance is unknown, never zero). `positions` holds every leg sharing the
+    collateral; `watched` names the symbols the bot may act on (empty: all of them).
     """
 
     account: str
@@ -131,6 +136,12 @@ class AccountSnapshot:
     transfer_places: int = 2
     # False where the exchange has no isolated add/reduce margin call (none of the four today).
     can_adjust_margin: bool = True
+    source_unknown: bool = False
+    watched: frozenset[str] = frozenset()
+
+    def is_watched(self, position: Position) -> bool:
+        """Whether the bot may act on this leg (it counts in the metrics either way)."""
+        return not self.watched or position.symbol in self.watched
 
     def cross_positions(self) -> tuple[Position, ...]:
         return tuple(p for p in self.positions if p.margin_mode is MarginMode.CROSS)

@@ -17,11 +17,25 @@ from bot.domain.planning_state import PlanContext, Scope, ScopeState, reason_for
 from bot.domain.targets import Policy
 
 
-def _cost_rate(ctx: PlanContext, scope: Scope) -> Decimal:
+def _actable(ctx: PlanContext, scope: Scope, work: ScopeState) -> tuple[Position, ...]:
+    """The scope's legs the bot may trade (`symbols`); says so when there are none.
+
+    The unwatched legs still count in the scope's notional and equity (a cross account's
+    legs share its collateral), but no order is planned on them.
+    """
+    legs = tuple(p for p in scope.positions if ctx.snapshot.is_watched(p))
+    if not legs:
+        work.notes.append(
+            "orders: only legs outside `symbols` could change this scope; none is traded"
+        )
+    return legs
+
+
+def _cost_rate(ctx: PlanContext, legs: tuple[Position, ...]) -> Decimal:
     """Equity lost per unit of notional traded: the weighted taker fee plus slippage."""
     total = ZERO
     weighted = ZERO
-    for p in scope.positions:
+    for p in legs:
         n = notional(p)
         total += n
         weighted += n * ctx.snapshot.markets[p.symbol].taker_fee
@@ -52,19 +66,26 @@ def reduce_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule
         return
     if not emergency and _in_cooldown(ctx, scope, work):
         return
+    legs = _actable(ctx, scope, work)
+    if not legs:
+        return
     target = scope.target.leverage
-    cost = _cost_rate(ctx, scope)
+    cost = _cost_rate(ctx, legs)
     denominator = Decimal(1) - target * cost
     if denominator <= ZERO:
         work.notes.append("orders: fee too high for this target")
         return
     # Reducing notional by dN costs (f + slippage) * dN of equity:
     # dN = (N - T * E') / (1 - T * (f + s)).
-    wanted = min((work.gross - target * work.equity) / denominator, work.gross)
+    # Shared by notional across the legs that may be traded (all of them, unless
+    # `symbols` leaves some out), never more than those legs hold.
+    total = (
+        sum((notional(p) for p in legs), ZERO) if len(legs) < len(scope.positions) else work.gross
+    )
+    wanted = min((work.gross - target * work.equity) / denominator, total)
     before = work.checkpoint()
-    total = work.gross
     skipped: list[tuple[Position, Decimal, Decimal]] = []
-    for position in sorted(scope.positions, key=lambda p: p.key):
+    for position in sorted(legs, key=lambda p: p.key):
         share = wanted * notional(position) / total
         rules = snapshot.markets[position.symbol]
         amount, minimum = _order_amount(position, rules, share, policy, emergency, work)
@@ -184,14 +205,19 @@ def increase_exposure(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Ru
     """Plan orders that raise the scope's leverage up to its target (when allowed)."""
     if _in_cooldown(ctx, scope, work):
         return
+    legs = _actable(ctx, scope, work)
+    if not legs:
+        return
     snapshot, policy = ctx.snapshot, ctx.policy
     target = scope.target.leverage
-    cost = _cost_rate(ctx, scope)
+    cost = _cost_rate(ctx, legs)
     # Adding dN of notional costs (f + s) * dN: dN = (T * E - N) / (1 + T * (f + s)).
     wanted = (target * work.equity - work.gross) / (Decimal(1) + target * cost)
     before = work.checkpoint()
-    total = work.gross
-    for position in sorted(scope.positions, key=lambda p: p.key):
+    total = (
+        sum((notional(p) for p in legs), ZERO) if len(legs) < len(scope.positions) else work.gross
+    )
+    for position in sorted(legs, key=lambda p: p.key):
         share = wanted * notional(position) / total
         rules = snapshot.markets[position.symbol]
         amount, minimum = _order_amount(position, rules, share, policy, False, work, reduce=False)

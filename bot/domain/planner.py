@@ -16,13 +16,15 @@ from decimal import Decimal
 from bot.domain.actions import Action, Order, Plan, RecentActivity, Rule, ScopeDecision
 from bot.domain.collateral import add_collateral, release_collateral
 from bot.domain.leverage import cross_equity, isolated_equity, notional, scope_metrics
-from bot.domain.models import ZERO, AccountSnapshot, Position
+from bot.domain.models import ZERO, AccountSnapshot, MarginMode, Position
 from bot.domain.order_sizing import increase_exposure, reduce_exposure
 from bot.domain.planning_state import Budget, PlanContext, Scope, ScopeState, leverage_of
 from bot.domain.targets import Policy, Prefer, Target, Targets
 
 # A collateral or order step: plans its actions into the scope's state.
 Step = Callable[[PlanContext, Scope, ScopeState, Rule], None]
+
+SOURCE_UNKNOWN_NOTE = "source wallet unreadable: waiting for a good read"
 
 
 def plan_rebalance(
@@ -60,6 +62,8 @@ def _untrusted(snapshot: AccountSnapshot, policy: Policy, now: datetime) -> str 
             f"max {policy.max_snapshot_age.total_seconds():.0f}s)"
         )
     for position in snapshot.positions:
+        if position.margin_mode is MarginMode.ISOLATED and not snapshot.is_watched(position):
+            continue  # its own scope, never acted on: nothing is planned from it
         if not position.priced:
             return f"missing mark price for {position.symbol}"
         rules = snapshot.markets.get(position.symbol)
@@ -158,6 +162,8 @@ def _isolated_scopes(snapshot: AccountSnapshot, targets: Targets) -> list[Scope]
             position,
         )
         for position in sorted(snapshot.isolated_positions(), key=lambda p: p.key)
+        # An isolated leg shares nothing with the others: unwatched, it is not planned.
+        if snapshot.is_watched(position)
     ]
 
 
@@ -228,8 +234,18 @@ def _delever(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> No
     if rule is Rule.EMERGENCY and not _above_target(work, scope.target):
         work.notes.append("emergency, but the scope is already at or below its target")
         return
+    # With the source wallet unreadable, collateral might have covered the gap: outside
+    # an emergency, no order is sent for what it could have covered; wait for a read.
+    wait_for_source = (
+        ctx.snapshot.source_unknown
+        and rule is not Rule.EMERGENCY
+        and ctx.policy.prefer is not Prefer.ORDERS
+    )
     for step in _preferred_order(ctx.policy, add_collateral, reduce_exposure):
         if not _above_target(work, scope.target):
+            return
+        if step is reduce_exposure and wait_for_source:
+            work.notes.append(SOURCE_UNKNOWN_NOTE)
             return
         step(ctx, scope, work, rule)
     if _above_target(work, scope.target) and not work.actions:
