@@ -10,12 +10,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bot.domain.actions import Action, MarginAdjustment, Order, Plan, Transfer
-from bot.domain.outcomes import ActionJournal, ActionOutcome, ExchangeReceipt
-from bot.exchange.port import AuthenticationError, Exchange, ExchangeError, OrderRequest
+from bot.domain.outcomes import ActionJournal, ActionOutcome, ActionStatus, ExchangeReceipt
+from bot.exchange.port import (
+    AuthenticationError,
+    CapabilityMissing,
+    Exchange,
+    ExchangeError,
+    OrderRequest,
+    OutcomeUnknown,
+)
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """What became of a plan's actions, in order."""
+
+    outcomes: tuple[ActionOutcome, ...]
+    # Collateral steps (transfers, margin changes) the venue or ccxt cannot do at all:
+    # the caller can plan the rest without that capability instead of trying again.
+    unsupported: tuple[ActionOutcome, ...] = ()
 
 
 async def execute_plan(
@@ -24,13 +42,25 @@ async def execute_plan(
     new_client_id: Callable[[], str],
     journal: ActionJournal | None = None,
 ) -> list[ActionOutcome]:
+    """Execute `plan.actions` in order (see `run_plan`); the outcomes."""
+    return list((await run_plan(exchange, plan, new_client_id, journal)).outcomes)
+
+
+async def run_plan(
+    exchange: Exchange,
+    plan: Plan,
+    new_client_id: Callable[[], str],
+    journal: ActionJournal | None = None,
+) -> Execution:
     """Execute `plan.actions` in order.
 
-    A failed action stops the rest of an ordinary plan (the next cycle re-plans from a
-    fresh snapshot); in an emergency the remaining actions are still tried.
-    Authentication errors propagate: the account must halt.
+    A failed action, or one whose outcome could not be seen (`OutcomeUnknown`: journaled
+    `unknown`, never `failed`, and never sent again), stops the rest of an ordinary plan
+    (the next cycle re-plans from a fresh snapshot); in an emergency the remaining
+    actions are still tried. Authentication errors propagate: the account must halt.
     """
     outcomes: list[ActionOutcome] = []
+    unsupported: list[ActionOutcome] = []
     for action in plan.actions:
         client_id = new_client_id()
         if journal is not None:
@@ -43,17 +73,24 @@ async def execute_plan(
             if journal is not None:
                 await journal.result(ActionOutcome.failed(action, client_id, f"halted: {error}"))
             raise
+        except OutcomeUnknown as error:
+            logger.warning("%s %s outcome unknown: %s", action.kind.value, client_id, error)
+            outcome = ActionOutcome(
+                action, client_id, None, f"OutcomeUnknown: {error}", ActionStatus.UNKNOWN
+            )
         except ExchangeError as error:
             logger.warning("%s %s failed: %s", action.kind.value, client_id, error)
             outcome = ActionOutcome.failed(action, client_id, f"{type(error).__name__}: {error}")
-        if not outcome.ok and outcome.receipt is not None:
+            if isinstance(error, CapabilityMissing) and not isinstance(action, Order):
+                unsupported.append(outcome)
+        if outcome.status is ActionStatus.FAILED and outcome.receipt is not None:
             logger.warning("%s %s failed: %s", action.kind.value, client_id, outcome.error)
         if journal is not None:
             await journal.result(outcome)
         outcomes.append(outcome)
         if not outcome.ok and not plan.emergency:
             break
-    return outcomes
+    return Execution(tuple(outcomes), tuple(unsupported))
 
 
 async def apply_action(exchange: Exchange, action: Action, client_id: str) -> ExchangeReceipt:

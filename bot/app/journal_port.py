@@ -54,6 +54,12 @@ class CycleJournal(Protocol):
 
     async def pending_intents(self, account: str) -> list[PendingIntent]: ...
 
+    async def unknown_intents(
+        self, account: str, since: datetime | None = None
+    ) -> list[PendingIntent]:
+        """Actions journaled `unknown` (written at or after `since`), to look up."""
+        ...
+
     async def resolve_intent(
         self,
         client_id: str,

@@ -14,24 +14,58 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from bot.app.execute import execute_plan
+from bot.app.alerts import LogChannel
+from bot.app.execute import run_plan
 from bot.app.journal_port import CycleJournal
 from bot.clock import Clock
-from bot.domain.actions import ActionKind, Plan, Rule, describe_action
+from bot.domain.actions import (
+    ActionKind,
+    MarginAdjustment,
+    Plan,
+    Rule,
+    Transfer,
+    describe_action,
+)
 from bot.domain.gate import Denied, GateDecision, TradingState, gate, trading_state
 from bot.domain.leverage import ScopeMetrics
 from bot.domain.models import AccountSnapshot
-from bot.domain.outcomes import ActionOutcome, ActionStatus
+from bot.domain.outcomes import ActionOutcome, ActionStatus, OrderResult, TransferResult
 from bot.domain.planner import plan_rebalance
 from bot.domain.summary import account_metrics
 from bot.domain.targets import Policy, Targets
 from bot.domain.vocabulary import ALL_ACCOUNTS, AlertLevel, CycleStatus
-from bot.exchange.port import AuthenticationError, Exchange, ExchangeError, TemporaryError
+from bot.exchange.port import (
+    AuthenticationError,
+    CapabilityMissing,
+    Exchange,
+    ExchangeError,
+    TemporaryError,
+)
+from bot.store.records import PendingIntent
 
 logger = logging.getLogger(__name__)
 
 # While an emergency lasts (e.g. on a paused account), repeat its alert this often.
 EMERGENCY_REPEAT = timedelta(minutes=15)
+# Actions whose outcome was not seen are looked up for this long; older ones stay
+# `unknown` (and count as done, which only matters for today's cap and the cooldown).
+UNKNOWN_LOOKUP_WINDOW = timedelta(days=1)
+_ORDER_KINDS = (ActionKind.REDUCE_ORDER, ActionKind.INCREASE_ORDER)
+_NEVER_SENT = "never reached the exchange"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a lookup made of an action whose outcome was not seen."""
+
+    status: ActionStatus
+    note: str
+    exchange_id: str | None = None
+    error: str | None = None
+    filled: Decimal | None = None
+    fill_price: Decimal | None = None
+    fee: Decimal | None = None
+    receipt: OrderResult | TransferResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +119,15 @@ class AccountService:
     state: TradingState | None = None
     last_report: CycleReport | None = None
     failures_in_row: int = 0
+    # Collateral moves the venue or key cannot do (CapabilityMissing): planned without
+    # until a restart, so protection falls to reduce-only orders instead of stalling.
+    transfers_unsupported: bool = False
+    margin_unsupported: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _reconciled: bool = False
     _emergency_alerted_at: datetime | None = None
+    # Unknown actions the venue cannot look up: the owner was told; not asked again.
+    _unresolvable: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -132,9 +172,11 @@ class AccountService:
     async def reconcile(self, current_cycle: int | None = None) -> list[str]:
         """Settle intents a previous process left pending, before anything new is planned.
 
-        Orders are looked up by client id. Transfers and margin changes cannot be looked
-        up everywhere: they are marked unknown and the owner is told; the fresh snapshot
-        the next plan starts from already shows whatever they did, so nothing repeats.
+        Orders are looked up by client id, transfers where the venue can look them up
+        (`Exchange.fetch_transfer`). What cannot be looked up (margin changes, transfers
+        on some venues) is marked unknown and the owner is told; the fresh snapshot the
+        next plan starts from already shows whatever they did, so nothing repeats.
+        Actions an earlier cycle journaled `unknown` are looked up again too.
         """
         notes: list[str] = []
         interrupted = await self.journal.close_interrupted_cycles(
@@ -143,33 +185,8 @@ class AccountService:
         if interrupted:
             notes.append(f"{interrupted} cycle(s) interrupted by the previous process")
         for intent in await self.journal.pending_intents(self.name):
-            if intent.kind in (ActionKind.REDUCE_ORDER.value, ActionKind.INCREASE_ORDER.value):
-                order = await self.runtime.exchange.fetch_order_by_client_id(
-                    intent.symbol or "", intent.client_id
-                )
-                if order is None:
-                    await self.journal.resolve_intent(
-                        intent.client_id, ActionStatus.FAILED, error="never reached the exchange"
-                    )
-                    notes.append(f"{intent.client_id}: order never reached the exchange")
-                elif (nothing := order.did_nothing) is not None:
-                    await self.journal.resolve_intent(
-                        intent.client_id, ActionStatus.FAILED, exchange_id=order.exchange_id,
-                        error=nothing,
-                    )  # fmt: skip
-                    notes.append(f"{intent.client_id}: {nothing}")
-                else:
-                    await self.journal.resolve_intent(
-                        intent.client_id, ActionStatus.OK, exchange_id=order.exchange_id,
-                        filled=order.filled, fill_price=order.average_price, fee=order.fee,
-                    )  # fmt: skip
-                    notes.append(f"{intent.client_id}: order found ({order.status.value})")
-            else:
-                await self.journal.resolve_intent(
-                    intent.client_id, ActionStatus.UNKNOWN,
-                    error="interrupted; effect read from balances",
-                )  # fmt: skip
-                notes.append(f"{intent.client_id}: {intent.kind} interrupted, outcome unknown")
+            notes.append(await self._settle(intent, interrupted=True))
+        notes.extend(await self._settle_unknown())
         if notes:
             await self.journal.enqueue_alert(
                 AlertLevel.WARNING,
@@ -178,9 +195,97 @@ class AccountService:
         self._reconciled = True
         return notes
 
+    async def _settle_unknown(self) -> list[str]:
+        """Look up the actions journaled `unknown` (lately) that the venue can look up."""
+        since = self.clock() - UNKNOWN_LOOKUP_WINDOW
+        notes: list[str] = []
+        for intent in await self.journal.unknown_intents(self.name, since):
+            if intent.client_id in self._unresolvable:
+                continue
+            try:
+                notes.append(await self._settle(intent, interrupted=False))
+            except AuthenticationError:
+                raise
+            except ExchangeError as error:
+                # Asked again next cycle; the action keeps counting as done meanwhile.
+                logger.warning("%s: cannot look up %s yet: %s", self.name, intent.client_id, error)
+        return notes
+
+    async def _settle(self, intent: PendingIntent, *, interrupted: bool) -> str:
+        """Look `intent` up at the venue, journal what it found, and say it in a line."""
+        try:
+            settled = await self._look_up(intent, after_the_fact=True)
+        except CapabilityMissing:
+            settled = None
+        if settled is None:
+            self._unresolvable.add(intent.client_id)
+            how = "interrupted" if interrupted else "sent, reply lost"
+            note = (
+                f"{intent.client_id}: {intent.kind.value} {how}, outcome unknown "
+                "(counted as done for the cooldown and the daily cap)"
+            )
+            if not interrupted:
+                return note  # already journaled unknown, with the error that made it so
+            settled = Settlement(
+                ActionStatus.UNKNOWN, note, error="interrupted; effect read from balances"
+            )
+        await self.journal.resolve_intent(
+            intent.client_id, settled.status, exchange_id=settled.exchange_id,
+            error=settled.error, filled=settled.filled, fill_price=settled.fill_price,
+            fee=settled.fee,
+        )  # fmt: skip
+        return settled.note
+
+    async def _look_up(self, intent: PendingIntent, *, after_the_fact: bool) -> Settlement | None:
+        """What the venue knows of `intent`. Raises `CapabilityMissing` where it cannot say.
+
+        `after_the_fact` (a later cycle, or a new process): not found means the write
+        never reached the venue. Right after a lost reply it may still be on its way,
+        so then not found settles nothing (None).
+        """
+        cid = intent.client_id
+        exchange = self.runtime.exchange
+        if intent.kind in _ORDER_KINDS:
+            order = await exchange.fetch_order_by_client_id(intent.symbol or "", cid)
+            if order is None:
+                if not after_the_fact:
+                    return None
+                return Settlement(
+                    ActionStatus.FAILED, f"{cid}: order {_NEVER_SENT}", error=_NEVER_SENT
+                )
+            if (nothing := order.did_nothing) is not None:
+                return Settlement(
+                    ActionStatus.FAILED, f"{cid}: {nothing}", order.exchange_id, nothing,
+                    receipt=order,
+                )  # fmt: skip
+            return Settlement(
+                ActionStatus.OK, f"{cid}: order found ({order.status.value})", order.exchange_id,
+                filled=order.filled, fill_price=order.average_price, fee=order.fee,
+                receipt=order,
+            )  # fmt: skip
+        if intent.kind not in (ActionKind.TRANSFER_IN, ActionKind.TRANSFER_OUT):
+            raise CapabilityMissing("margin changes carry no client id to look them up by")
+        transfer = await exchange.fetch_transfer(
+            cid, intent.symbol, intent.amount,
+            intent.kind is ActionKind.TRANSFER_IN, intent.created_at,
+        )  # fmt: skip
+        if transfer is None:
+            if not after_the_fact:
+                return None
+            return Settlement(
+                ActionStatus.FAILED, f"{cid}: transfer {_NEVER_SENT}", error=_NEVER_SENT
+            )
+        return Settlement(
+            ActionStatus.OK, f"{cid}: transfer found", transfer.transfer_id,
+            filled=transfer.amount, receipt=transfer,
+        )  # fmt: skip
+
     async def _cycle(self) -> CycleReport:
         started = self.clock()
-        cycle_id = await self.journal.start_cycle(self.name, started, run_id=self.run_id)
+        try:
+            cycle_id = await self.journal.start_cycle(self.name, started, run_id=self.run_id)
+        except Exception as error:
+            return await self._unjournaled(started, error)
         try:
             report = await self._guarded_cycle(started, cycle_id)
         except AuthenticationError as error:
@@ -193,10 +298,7 @@ class AccountService:
             # the next cycle reconciles first.
             logger.exception("%s: cycle failed unexpectedly", self.name)
             self._reconciled = False
-            report = CycleReport(
-                self.name, started, self.clock(), CycleStatus.FAILED,
-                error=f"{type(error).__name__}: {error}",
-            )  # fmt: skip
+            report = await self._failed(started, error)
         await self.journal.finish_cycle(
             cycle_id, report.status, report.finished_at, list(report.notes), report.error
         )
@@ -221,34 +323,59 @@ class AccountService:
             )
         return CycleReport(self.name, started, self.clock(), CycleStatus.HALTED, error=str(error))
 
-    async def _failed(self, started: datetime, error: ExchangeError) -> CycleReport:
+    async def _failed(self, started: datetime, error: Exception) -> CycleReport:
+        """Any failed cycle counts toward the streak that alerts (`unreachable_after`)."""
         self.failures_in_row += 1
-        kind = "unreachable" if isinstance(error, TemporaryError) else "error"
-        logger.warning("%s: cycle failed (%s): %s", self.name, kind, error)
+        if isinstance(error, ExchangeError):
+            # A lost or unreadable reply (5xx, timeout, reset, -1000) is "unreachable".
+            kind = "unreachable" if isinstance(error, TemporaryError) else "error"
+            logger.warning("%s: cycle failed (%s): %s", self.name, kind, error)
+            what, text = f"exchange {kind}", str(error)
+        else:
+            # Not the venue: a parsing bug, the database. Named, so the owner can tell.
+            what, text = "cycle failing", f"{type(error).__name__}: {error}"
         if self.failures_in_row == self.runtime.unreachable_after:
             await self.journal.enqueue_alert(
                 AlertLevel.WARNING,
-                f"[{self.name}] exchange {kind} for {self.failures_in_row} cycles: {error}",
+                f"[{self.name}] {what} for {self.failures_in_row} cycles: {text}",
             )
-        return CycleReport(self.name, started, self.clock(), CycleStatus.FAILED, error=str(error))
+        return CycleReport(self.name, started, self.clock(), CycleStatus.FAILED, error=text)
+
+    async def _unjournaled(self, started: datetime, error: Exception) -> CycleReport:
+        """The journal cannot even record the cycle (database gone): nothing is planned or
+        sent, and the alert goes straight to the log (the outbox is in that database)."""
+        self.failures_in_row += 1
+        logger.error(
+            "%s: cannot journal a cycle, skipping it: %s: %s", self.name, type(error).__name__,
+            error,
+        )  # fmt: skip
+        await LogChannel().deliver(
+            AlertLevel.CRITICAL,
+            f"[{self.name}] journal unavailable, cycle skipped: {type(error).__name__}: {error}",
+        )
+        return CycleReport(
+            self.name, started, self.clock(), CycleStatus.FAILED,
+            error=f"{type(error).__name__}: {error}",
+        )  # fmt: skip
 
     async def _guarded_cycle(self, started: datetime, cycle_id: int) -> CycleReport:
         if not self._reconciled:
             await self.reconcile(cycle_id)
+        else:
+            settled = await self._settle_unknown()
+            if settled:
+                await self.journal.enqueue_alert(
+                    AlertLevel.WARNING,
+                    f"[{self.name}] looked up actions whose outcome was unknown:\n"
+                    + "\n".join(settled),
+                )
         exchange = self.runtime.exchange
         snapshot = await exchange.fetch_snapshot()
-        if self.failures_in_row >= self.runtime.unreachable_after:
-            await self.journal.enqueue_alert(
-                AlertLevel.INFO, f"[{self.name}] exchange reachable again"
-            )
-        self.failures_in_row = 0
         before = account_metrics(snapshot)
         await self._record(snapshot, before, cycle_id)
 
-        now = self.clock()
         targets = await self.current_targets()
-        activity = await self.journal.recent_activity(self.name, now)
-        plan = plan_rebalance(snapshot, targets, self.runtime.policy, now, activity)
+        plan = await self._plan(snapshot, targets)
         notes = [*plan.notes, *(n for d in plan.decisions for n in d.notes)]
         state = self.state = await self.trading_state()
         decision = gate(plan, state)
@@ -258,30 +385,124 @@ class AccountService:
             self._emergency_alerted_at = None
 
         outcomes: list[ActionOutcome] = []
+        unsupported: tuple[ActionOutcome, ...] = ()
         if decision.denied:
             await self._journal_denied(cycle_id, decision, state)
             # For the journal's reader; channels use the typed `CycleReport.held_back`.
             notes.extend(f"held back: {d.action.kind.value}: {d.reason}" for d in decision.denied)
         if decision.allowed:
             recorder = self.journal.actions(self.name, cycle_id)
-            outcomes = await execute_plan(exchange, decision.plan(plan), new_client_id, recorder)
+            execution = await run_plan(exchange, decision.plan(plan), new_client_id, recorder)
+            outcomes = list(execution.outcomes)
+            unsupported = execution.unsupported
+            if unsupported:
+                # Carry on in the same cycle without the capability (reduce-only orders),
+                # from a fresh snapshot: in an emergency the rest of the plan already ran.
+                await self._capability_missing(unsupported)
+                fresh = await exchange.fetch_snapshot()
+                replan = await self._plan(fresh, targets)
+                redecision = gate(replan, state)
+                if redecision.allowed:
+                    again = await run_plan(
+                        exchange, redecision.plan(replan), new_client_id, recorder
+                    )
+                    outcomes.extend(again.outcomes)
+            outcomes = await self._look_up_unknown(outcomes, started)
 
         after = before
         if outcomes:
             verified = await exchange.fetch_snapshot()
             after = account_metrics(verified)
             await self._record(verified, after, cycle_id)
-            await self._alert_outcomes(outcomes, before, after)
+            reported = [o for o in outcomes if o not in unsupported]
+            await self._alert_outcomes(reported, before, after)
 
         status = _CYCLE_STATUS.get(state, CycleStatus.OK)
         if state is TradingState.DRY_RUN and not decision.denied:
             status = CycleStatus.OK
-        if any(not o.ok for o in outcomes):
+        # A step the venue cannot do was planned around, not failed (told separately).
+        if any(not o.ok for o in outcomes if o not in unsupported):
             status = CycleStatus.FAILED
+        await self._succeeded()
         return CycleReport(
             self.name, started, self.clock(), status, plan, tuple(outcomes), decision.denied,
             before, after, tuple(notes),
         )  # fmt: skip
+
+    async def _succeeded(self) -> None:
+        """A cycle ran to its end: the failure streak is over."""
+        if self.failures_in_row >= self.runtime.unreachable_after:
+            await self.journal.enqueue_alert(
+                AlertLevel.INFO, f"[{self.name}] exchange reachable again"
+            )
+        self.failures_in_row = 0
+
+    async def _plan(self, snapshot: AccountSnapshot, targets: Targets) -> Plan:
+        """The plan on `snapshot`, without the collateral moves the venue cannot do."""
+        if self.transfers_unsupported:
+            # source None (and not unknown): "no collateral source", so the planner
+            # de-levers with reduce-only orders.
+            snapshot = replace(snapshot, source=None)
+        if self.margin_unsupported:
+            snapshot = replace(snapshot, can_adjust_margin=False)
+        now = self.clock()
+        activity = await self.journal.recent_activity(self.name, now)
+        return plan_rebalance(snapshot, targets, self.runtime.policy, now, activity)
+
+    async def _capability_missing(self, unsupported: tuple[ActionOutcome, ...]) -> None:
+        """Remember what the venue cannot do (until a restart) and tell the owner once."""
+        lines: list[str] = []
+        for outcome in unsupported:
+            margin = isinstance(outcome.action, MarginAdjustment)
+            if margin and not self.margin_unsupported:
+                self.margin_unsupported = True
+                lines.append(f"isolated margin changes: {outcome.error}")
+            elif not margin and not self.transfers_unsupported:
+                self.transfers_unsupported = True
+                lines.append(f"wallet transfers: {outcome.error}")
+        if lines:
+            await self.journal.enqueue_alert(
+                AlertLevel.WARNING,
+                f"[{self.name}] the venue cannot do these, so the bot de-levers with "
+                "reduce-only orders instead until a restart:\n" + "\n".join(lines),
+            )
+
+    async def _look_up_unknown(
+        self, outcomes: list[ActionOutcome], sent_after: datetime
+    ) -> list[ActionOutcome]:
+        """This cycle's actions whose reply was lost, looked up before the verify snapshot:
+        found ones are settled now; the rest stay unknown (looked up again next cycle,
+        except where the venue cannot look them up: they count as done)."""
+        settled: list[ActionOutcome] = []
+        for outcome in outcomes:
+            if outcome.status is not ActionStatus.UNKNOWN:
+                settled.append(outcome)
+                continue
+            try:
+                found = await self._look_up(_intent_of(outcome, sent_after), after_the_fact=False)
+            except CapabilityMissing:
+                self._unresolvable.add(outcome.client_id)
+                found = None
+            except AuthenticationError:
+                raise
+            except ExchangeError as error:
+                logger.warning("%s: cannot look up %s: %s", self.name, outcome.client_id, error)
+                found = None
+            if found is None:
+                settled.append(outcome)
+                continue
+            await self.journal.resolve_intent(
+                outcome.client_id, found.status, exchange_id=found.exchange_id,
+                error=found.error, filled=found.filled, fill_price=found.fill_price,
+                fee=found.fee,
+            )  # fmt: skip
+            receipt = found.receipt
+            settled.append(
+                ActionOutcome.of(outcome.action, outcome.client_id, receipt)
+                if receipt is not None
+                else ActionOutcome.failed(outcome.action, outcome.client_id, found.error or "")
+            )
+        return settled
 
     async def _record(
         self, snapshot: AccountSnapshot, metrics: ScopeMetrics, cycle_id: int
@@ -328,7 +549,15 @@ class AccountService:
         self, outcomes: list[ActionOutcome], before: ScopeMetrics, after: ScopeMetrics
     ) -> None:
         done = [o for o in outcomes if o.ok]
-        failed = [o for o in outcomes if not o.ok]
+        failed = [o for o in outcomes if o.status is ActionStatus.FAILED]
+        for outcome in outcomes:
+            if outcome.status is ActionStatus.UNKNOWN:
+                await self.journal.enqueue_alert(
+                    AlertLevel.WARNING,
+                    f"[{self.name}] {describe_action(outcome.action)}: outcome UNKNOWN "
+                    f"({outcome.error}); counted as done for the cooldown and the daily cap "
+                    "until the venue says otherwise",
+                )
         if done:
             lines = [f"{describe_action(o.action)} — {o.action.reason.describe()}" for o in done]
             lines.append(f"account leverage {_fmt(before.leverage)} -> {_fmt(after.leverage)}")
@@ -339,6 +568,21 @@ class AccountService:
                 AlertLevel.WARNING,
                 f"[{self.name}] {describe_action(outcome.action)} FAILED: {outcome.error}",
             )
+
+
+def _intent_of(outcome: ActionOutcome, sent_after: datetime) -> PendingIntent:
+    """The journaled intent of one of this cycle's outcomes, as a lookup needs it."""
+    action = outcome.action
+    return PendingIntent(
+        client_id=outcome.client_id,
+        kind=action.kind,
+        symbol=action.currency if isinstance(action, Transfer) else action.symbol,
+        side=None,
+        amount=action.amount,
+        created_at=sent_after,
+        cycle_id=None,
+        hedged=False,
+    )
 
 
 # How a cycle that ran to the end is journaled, by the account's state.

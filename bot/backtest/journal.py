@@ -92,6 +92,12 @@ class MemoryJournal:
         # Every intent gets its result in the same call: a replay never crashes between.
         return []
 
+    async def unknown_intents(
+        self, account: str, since: datetime | None = None
+    ) -> list[PendingIntent]:
+        # The simulated exchange always answers: no outcome is ever unknown in a replay.
+        return []
+
     async def resolve_intent(
         self,
         client_id: str,

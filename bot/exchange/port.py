@@ -7,6 +7,7 @@ service above never sees ccxt (or the simulator's internals).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -25,6 +26,7 @@ __all__ = [
     "OrderRequest",
     "OrderResult",
     "OrderStatus",
+    "OutcomeUnknown",
     "TemporaryError",
     "TransferResult",
     "UnknownSymbol",
@@ -37,6 +39,14 @@ class ExchangeError(Exception):
 
 class TemporaryError(ExchangeError):
     """Network trouble, timeout, rate limit, exchange unavailable: worth retrying."""
+
+
+class OutcomeUnknown(TemporaryError):
+    """A write was sent but its reply was lost or unreadable (timeout, reset, 5xx, the
+    venue's "unknown error", a truncated body): the write may or may not have happened.
+
+    Never sent again blindly: it is journaled `unknown` and looked up (by client id).
+    """
 
 
 class InsufficientFunds(ExchangeError):
@@ -105,6 +115,19 @@ class Exchange(Protocol):
         self, symbol: str, client_order_id: str
     ) -> OrderResult | None:
         """The order with this client id, or None when the exchange never saw it."""
+        ...
+
+    async def fetch_transfer(
+        self,
+        client_id: str,
+        currency: str,
+        amount: Decimal,
+        into_derivatives: bool,
+        since: datetime,
+    ) -> TransferResult | None:
+        """The transfer sent with `client_id` (at or after `since`), or None when the venue
+        has no record of it (never reached it, or refused it). Raises `CapabilityMissing`
+        where the venue cannot look transfers up."""
         ...
 
     async def close(self) -> None:

@@ -103,6 +103,22 @@ class ActionLog(JournalBase):
             )
             return [pending_intent(row) for row in rows]
 
+    async def unknown_intents(
+        self, account: str, since: datetime | None = None
+    ) -> list[PendingIntent]:
+        """Real actions whose outcome the bot did not see (journaled `unknown`), written at
+        or after `since` when given, oldest first: the ones still worth looking up."""
+        query = select(ActionRow).where(
+            col(ActionRow.account) == account,
+            col(ActionRow.status) == ActionStatus.UNKNOWN.value,
+            col(ActionRow.dry_run).is_(False),
+        )
+        if since is not None:
+            query = query.where(col(ActionRow.created_at) >= self._now(since))
+        async with self._session() as session:
+            rows = await session.exec(query.order_by(col(ActionRow.created_at), col(ActionRow.id)))
+            return [pending_intent(row) for row in rows]
+
     async def recent_actions(
         self, account: str | None = None, limit: int = 20
     ) -> list[ActionRecord]:

@@ -34,6 +34,7 @@ from bot.exchange.ccxt.errors import (
     retrying,
     translated,
 )
+from bot.exchange.ccxt.exchange_profile import TransferQuery
 from bot.exchange.ccxt.profiles import Ccxt, ExchangeProfile, profile_for
 from bot.exchange.ccxt.settings import CcxtSettings
 from bot.exchange.port import (
@@ -44,6 +45,7 @@ from bot.exchange.port import (
     OperationalError,
     OrderRequest,
     OrderResult,
+    OutcomeUnknown,
     TransferResult,
     UnknownSymbol,
 )
@@ -132,6 +134,9 @@ class CcxtExchange:
             lambda: self._exchange.transfer(currency, float(amount), origin, destination, params),
             f"transfer {amount} {currency} {origin}->{destination}",
         )
+        if not self.profile.transfer_acknowledged(result):
+            # ccxt reads a truncated or empty body as a transfer with nothing in it.
+            raise OutcomeUnknown(f"transfer {client_id}: the reply does not confirm it")
         return TransferResult(
             transfer_id=str(result.get("id") or client_id),
             currency=currency,
@@ -178,6 +183,9 @@ class CcxtExchange:
             ),
             f"{request.side.value} {request.amount} {request.symbol} ({request.client_order_id})",
         )
+        if not isinstance(order.get("info"), Mapping) or not order.get("id"):
+            # ccxt reads a truncated or empty body as an open order with nothing filled.
+            raise OutcomeUnknown(f"order {request.client_order_id}: the reply carries no order")
         return payloads.order_result(
             order,
             symbol=request.symbol,
@@ -207,6 +215,36 @@ class CcxtExchange:
             client_order_id=client_order_id,
             side=OrderSide(side),
             amount=ZERO,
+        )
+
+    async def fetch_transfer(
+        self,
+        client_id: str,
+        currency: str,
+        amount: Decimal,
+        into_derivatives: bool,
+        since: datetime,
+    ) -> TransferResult | None:
+        await self._ensure_markets()
+        source = self.profile.source_accounts[self.settings.collateral_source]
+        target = self.profile.derivatives_account
+        origin, destination = (source, target) if into_derivatives else (target, source)
+        query = TransferQuery(
+            client_id, currency, amount, origin, destination, int(since.timestamp() * 1000)
+        )
+
+        async def find() -> Mapping[str, Any] | None:
+            with translated(self._secrets):
+                return await self.profile.find_transfer(self._exchange, query)
+
+        found = await retrying(find, self._retry, what=f"{self.name}: find {client_id}")
+        if found is None:
+            return None
+        return TransferResult(
+            transfer_id=str(found.get("id") or client_id),
+            currency=currency,
+            amount=payloads.decimal_or_none(found.get("amount")) or amount,
+            into_derivatives=into_derivatives,
         )
 
     async def close(self) -> None:
@@ -366,8 +404,10 @@ class CcxtExchange:
         return min(self.profile.transfer_places, places)
 
     async def _write(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        # Sent again only when refused before acting (RateLimited); a lost reply is
+        # OutcomeUnknown, which the service looks up instead of resending.
         async def attempt() -> T:
-            with translated(self._secrets):
+            with translated(self._secrets, write=True):
                 return await call()
 
         return await retrying(attempt, self._retry, (RateLimited,), what=f"{self.name}: {what}")

@@ -7,7 +7,13 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from bot.domain.models import ZERO, MaintenanceTier, Side, WalletBalance
-from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
+from bot.exchange.ccxt.exchange_profile import (
+    Ccxt,
+    ExchangeProfile,
+    Params,
+    TransferQuery,
+    transfer_failed,
+)
 from bot.exchange.ccxt.payloads import (
     decimal_or_none,
     decimal_or_zero,
@@ -16,6 +22,9 @@ from bot.exchange.ccxt.payloads import (
 )
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import classify_by_original_urls
+
+# Binance refuses requests more than recvWindow (5 s by default) off its clock.
+_CLOCK_SKEW_MS = 5_000
 
 
 class BinanceUsdmProfile(ExchangeProfile):
@@ -128,3 +137,26 @@ class BinanceUsdmProfile(ExchangeProfile):
 
     def margin_params(self, side: Side, hedged: bool) -> Params:
         return {"positionSide": side.value.upper()} if hedged else {}
+
+    async def find_transfer(self, exchange: Ccxt, query: TransferQuery) -> Mapping[str, Any] | None:
+        # Universal transfers take no client id: the history (GET /sapi/v1/asset/transfer,
+        # type MAIN_UMFUTURE / UMFUTURE_MAIN from ccxt's account names) is matched on
+        # direction, currency and amount since the intent was written, less the clock
+        # skew Binance tolerates (recvWindow). Two unknown transfers of the same amount
+        # in that window would match the same record: good enough to settle, not to audit.
+        since = query.since_ms - _CLOCK_SKEW_MS
+        transfers = await exchange.fetch_transfers(
+            query.currency,
+            since,
+            None,
+            {"fromAccount": query.origin, "toAccount": query.destination},
+        )
+        for transfer in sorted(transfers, key=lambda t: t.get("timestamp") or 0):
+            if (
+                not transfer_failed(transfer)
+                and (transfer.get("timestamp") or 0) >= since
+                and decimal_or_none(transfer.get("amount")) == query.amount
+            ):
+                found: Mapping[str, Any] = transfer
+                return found
+        return None

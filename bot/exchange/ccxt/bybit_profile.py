@@ -8,7 +8,14 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
 from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side
-from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile, Params
+from bot.exchange.ccxt.exchange_profile import (
+    Ccxt,
+    ExchangeProfile,
+    Params,
+    TransferQuery,
+    acknowledged,
+    transfer_failed,
+)
 from bot.exchange.ccxt.payloads import (
     decimal_or_none,
     decimal_or_zero,
@@ -94,7 +101,7 @@ class BybitProfile(ExchangeProfile):
         moved = amount.quantize(_MARGIN_STEP, rounding=ROUND_DOWN)
         if moved <= ZERO:
             raise InvalidOrder(f"bybit: margin {amount} is below Bybit's step {_MARGIN_STEP}")
-        await exchange.privatePostV5PositionAddMargin(
+        reply = await exchange.privatePostV5PositionAddMargin(
             {
                 "category": "linear",
                 "symbol": exchange.market(symbol)["id"],
@@ -102,6 +109,7 @@ class BybitProfile(ExchangeProfile):
                 "positionIdx": _POSITION_IDX[side] if hedged else 0,
             }
         )
+        acknowledged(reply, f"margin change on {symbol}")
         # The reply is the position afterwards (positionIM, liqPrice, ...), not the change;
         # Bybit moves exactly the margin it accepts: report what was sent.
         return moved
@@ -109,7 +117,18 @@ class BybitProfile(ExchangeProfile):
     def transfer_params(self, client_id: str) -> Params:
         # Bybit refuses a transferId it has seen: deriving it from the client id makes a
         # repeated transfer fail instead of moving the money twice.
-        return {"transferId": str(uuid.uuid5(_TRANSFER_NAMESPACE, client_id))}
+        return {"transferId": _transfer_id(client_id)}
+
+    async def find_transfer(self, exchange: Ccxt, query: TransferQuery) -> Mapping[str, Any] | None:
+        # The transferId was derived from our client id (transfer_params): ask for it.
+        transfers = await exchange.fetch_transfers(
+            query.currency, None, None, {"transferId": _transfer_id(query.client_id)}
+        )
+        for transfer in transfers:
+            if not transfer_failed(transfer):
+                found: Mapping[str, Any] = transfer
+                return found
+        return None
 
     async def find_order(
         self, exchange: Ccxt, symbol: str, client_order_id: str
@@ -125,6 +144,10 @@ class BybitProfile(ExchangeProfile):
                 found: Mapping[str, Any] = orders[0]
                 return found
         return None
+
+
+def _transfer_id(client_id: str) -> str:
+    return str(uuid.uuid5(_TRANSFER_NAMESPACE, client_id))
 
 
 def _plain(number: Decimal) -> str:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+import aiohttp
 import ccxt.async_support as ccxt
 
 from bot.exchange.port import (
@@ -25,6 +26,7 @@ from bot.exchange.port import (
     InsufficientFunds,
     InvalidOrder,
     OperationalError,
+    OutcomeUnknown,
     TemporaryError,
     UnknownSymbol,
 )
@@ -63,6 +65,27 @@ _TRANSLATION: tuple[tuple[type[Exception], type[ExchangeError]], ...] = (
 )
 
 
+# ccxt errors that refuse a request before the venue acts on it, although ccxt files them
+# under NetworkError: rate limits (above) and the clock check (Binance -1021 "timestamp
+# outside of the recvWindow" is InvalidNonce). A write refused so never happened.
+_REFUSED_BEFORE_ACTING: tuple[type[Exception], ...] = (
+    ccxt.DDoSProtection,
+    ccxt.RateLimitExceeded,
+    ccxt.InvalidNonce,
+)
+# The reply was lost or unreadable: timeouts, resets, 5xx (ExchangeNotAvailable), and
+# OperationFailed, which holds BadResponse / NullResponse and Binance's -1000 "unknown
+# error" and -1001 "internal error" (ccxt's binance exceptions table). For a read, worth
+# another try; for a write, the venue may have acted.
+_REPLY_LOST: tuple[type[Exception], ...] = (ccxt.NetworkError, ccxt.OperationFailed)
+
+
+def _transport_failed(error: Exception) -> bool:
+    """ccxt raises a bare ExchangeError for an aiohttp error that is no connection error
+    (a body cut short: ClientPayloadError); its cause says so."""
+    return isinstance(error.__cause__, aiohttp.ClientError)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every credential value (and request signature) replaced."""
     for secret in secrets:
@@ -71,9 +94,20 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return _SIGNATURE.sub(r"\g<1>" + REDACTED, text)
 
 
-def translate(error: Exception, secrets: Sequence[str] = ()) -> ExchangeError:
-    """The port error for a ccxt error; anything unknown is an `OperationalError`."""
+def translate(
+    error: Exception, secrets: Sequence[str] = (), *, write: bool = False
+) -> ExchangeError:
+    """The port error for a ccxt error; anything unknown is an `OperationalError`.
+
+    For a `write`, a lost or unreadable reply is `OutcomeUnknown` (it may have happened);
+    for a read it is a `TemporaryError` (worth a bounded retry).
+    """
     message = redact(f"{type(error).__name__}: {error}", secrets)
+    lost = not isinstance(error, _REFUSED_BEFORE_ACTING) and (
+        isinstance(error, _REPLY_LOST) or _transport_failed(error)
+    )
+    if lost:
+        return OutcomeUnknown(message) if write else TemporaryError(message)
     for ccxt_type, port_type in _TRANSLATION:
         if isinstance(error, ccxt_type):
             return port_type(message)
@@ -81,9 +115,9 @@ def translate(error: Exception, secrets: Sequence[str] = ()) -> ExchangeError:
 
 
 @contextmanager
-def translated(secrets: Sequence[str] = ()) -> Iterator[None]:
+def translated(secrets: Sequence[str] = (), *, write: bool = False) -> Iterator[None]:
     """Re-raise ccxt errors raised inside the block as port errors (and anything else
-    ccxt raises as an `OperationalError`).
+    ccxt raises as an `OperationalError`, or for a `write` as `OutcomeUnknown`).
 
     The original is not chained (`from None`): its text is the unscrubbed original.
     """
@@ -92,16 +126,16 @@ def translated(secrets: Sequence[str] = ()) -> Iterator[None]:
     except ExchangeError:
         raise
     except ccxt.BaseError as error:
-        raise translate(error, secrets) from None
+        raise translate(error, secrets, write=write) from None
     except Exception as error:
         # A bug inside ccxt (it has parsed replies into TypeErrors): the call may have
-        # done its work, so it is an operational failure, never a retry or a crash.
+        # done its work, so it is never a retry or a crash; for a write its outcome is
+        # unknown (to be looked up), for a read an operational failure.
         # The traceback goes in scrubbed: logger.exception would append it raw.
         trace = redact("".join(traceback.format_exception(error)), secrets)
         logger.error("ccxt failed unexpectedly:\n%s", trace)  # noqa: TRY400
-        raise OperationalError(
-            redact(f"ccxt failed: {type(error).__name__}: {error}", secrets)
-        ) from None
+        message = redact(f"ccxt failed: {type(error).__name__}: {error}", secrets)
+        raise (OutcomeUnknown(message) if write else OperationalError(message)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,39 @@ from bot.domain.models import MaintenanceTier, MarginMode, Side, WalletBalance
 from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import rebase_urls
-from bot.exchange.port import CapabilityMissing, OrderRequest
+from bot.exchange.port import CapabilityMissing, OrderRequest, OutcomeUnknown
+
+
+def transfer_failed(transfer: Mapping[str, Any]) -> bool:
+    """Whether a ccxt transfer structure is one the venue refused or undid (ccxt maps
+    some venues' status to "failed" and passes others' through, e.g. Binance "FAILED")."""
+    return str(transfer.get("status") or "").lower() == "failed"
+
+
+def acknowledged(reply: object, what: str) -> Mapping[str, Any]:
+    """`reply` when it is a JSON object; else the reply was cut short or garbled and the
+    write it answers may or may not have happened."""
+    if not isinstance(reply, Mapping):
+        raise OutcomeUnknown(f"{what}: the reply is unreadable")
+    return reply
+
 
 # A ccxt.async_support exchange instance (ccxt ships no type information).
 Ccxt = Any
 Params = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferQuery:
+    """A transfer to look up: what was sent, in ccxt's account names, and since when
+    (ms since epoch: the intent's time, written before the call)."""
+
+    client_id: str
+    currency: str
+    amount: Decimal
+    origin: str
+    destination: str
+    since_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +236,28 @@ class ExchangeProfile:
         params = self.margin_params(side, hedged)
         method = exchange.add_margin if add else exchange.reduce_margin
         result = await method(symbol, float(amount), params)
+        acknowledged(result.get("info"), f"margin change on {symbol}")
         return decimal_or_none(result.get("amount"))
 
     def transfer_params(self, client_id: str) -> Params:
         return {}
+
+    def transfer_acknowledged(self, result: Mapping[str, Any]) -> bool:
+        """Whether ccxt's transfer structure shows the venue took the transfer (ccxt
+        makes one out of a truncated or empty body too, with no id)."""
+        return isinstance(result.get("info"), Mapping) and bool(result.get("id"))
+
+    async def find_transfer(self, exchange: Ccxt, query: TransferQuery) -> Mapping[str, Any] | None:
+        """The venue's record of the transfer (ccxt's transfer structure: `id`, `amount`),
+        or None when it has none or refused it. Where the venue cannot say, raises
+        `CapabilityMissing`: the transfer stays unknown."""
+        raise CapabilityMissing(f"{self.exchange_id}: transfers cannot be looked up")
+
+    async def key_warnings(self, exchange: Ccxt, settings: CcxtSettings) -> list[str]:
+        """What the account's API key may do that it should not (withdraw, trade from
+        anywhere), or may not do that the bot needs (transfer), where the venue tells.
+        [] where it does not."""
+        return []
 
     async def find_order(
         self, exchange: Ccxt, symbol: str, client_order_id: str

@@ -187,6 +187,12 @@ class HyperliquidProfile(ExchangeProfile):
         await super().modify_margin(exchange, symbol, side, amount, add, hedged)
         return Decimal(exchange.amount_to_precision(symbol, float(amount)))
 
+    def transfer_acknowledged(self, result: Mapping[str, Any]) -> bool:
+        # usdClassTransfer answers {"status": "ok", "response": {"type": "default"}}: no id
+        # (and ccxt's status defaults to "ok" even for a garbled body: read the reply).
+        info = result.get("info")
+        return isinstance(info, Mapping) and info.get("status") == "ok"
+
     async def find_order(
         self, exchange: Ccxt, symbol: str, client_order_id: str
     ) -> Mapping[str, Any] | None:

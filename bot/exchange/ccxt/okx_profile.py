@@ -14,10 +14,12 @@ from bot.exchange.ccxt.exchange_profile import (
     Ccxt,
     ExchangeProfile,
     Params,
+    TransferQuery,
+    acknowledged,
 )
 from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero, entry_for
 from bot.exchange.ccxt.settings import CollateralSource, Environment
-from bot.exchange.port import OrderRequest
+from bot.exchange.port import CapabilityMissing, OrderRequest
 
 
 class OkxProfile(ExchangeProfile):
@@ -94,11 +96,31 @@ class OkxProfile(ExchangeProfile):
                 "posSide": side.value if hedged else "net",
             }
         )
+        acknowledged(response, f"margin change on {symbol}")
         return decimal_or_none(((response.get("data") or [{}])[0]).get("amt"))
 
     def transfer_params(self, client_id: str) -> Params:
         # OKX accepts a client id (1-32 letters and digits) on transfers.
-        return {"clientId": client_id} if client_id.isalnum() and len(client_id) <= 32 else {}
+        return {"clientId": client_id} if _client_id_ok(client_id) else {}
+
+    async def find_transfer(self, exchange: Ccxt, query: TransferQuery) -> Mapping[str, Any] | None:
+        # GET /api/v5/asset/transfer-state by the clientId sent with it (no unified ccxt
+        # method); state success / pending / failed.
+        if not _client_id_ok(query.client_id):
+            raise CapabilityMissing(f"okx: transfer {query.client_id} went without a clientId")
+        reply = acknowledged(
+            await exchange.privateGetAssetTransferState({"clientId": query.client_id}),
+            f"transfer state of {query.client_id}",
+        )
+        for entry in reply.get("data") or []:
+            if entry.get("state") != "failed":
+                return {"id": entry.get("transId"), "amount": entry.get("amt"), "info": entry}
+        return None
+
+
+def _client_id_ok(client_id: str) -> bool:
+    """OKX accepts a client id of 1-32 letters and digits on transfers."""
+    return client_id.isalnum() and len(client_id) <= 32
 
 
 def _okx_account(balance: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -7,7 +7,9 @@ raise the same errors a real adapter does, so the service cannot tell it from a 
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from bot.domain.leverage import round_down
 from bot.domain.models import ZERO, AccountSnapshot, MarginMode, MarketRules, Side
@@ -29,6 +31,11 @@ __all__ = ["Fill", "SimPosition", "SimState", "SimulatedExchange"]
 
 class SimulatedExchange(SimAccount):
     """A `SimAccount` behind the Exchange port: transfers, margin and market orders."""
+
+    def __init__(self, **account: Any) -> None:
+        super().__init__(**account)
+        # Transfers by client id, as a venue that takes one keeps them (see fetch_transfer).
+        self.transfers: dict[str, TransferResult] = {}
 
     # -- the Exchange port ----------------------------------------------------------
 
@@ -53,12 +60,30 @@ class SimulatedExchange(SimAccount):
                 raise InsufficientFunds(f"derivatives wallet frees {free}, asked {amount}")
             self.wallet -= amount
             self.source += amount
-        return TransferResult(
+        result = TransferResult(
             transfer_id=self._new_id("T"),
             currency=currency,
             amount=amount,
             into_derivatives=into_derivatives,
         )
+        self.transfers[client_id] = result
+        return result
+
+    async def fetch_transfer(
+        self,
+        client_id: str,
+        currency: str,
+        amount: Decimal,
+        into_derivatives: bool,
+        since: datetime,
+    ) -> TransferResult | None:
+        found = self.transfers.get(client_id)
+        if found is None or (found.currency, found.into_derivatives) != (
+            currency,
+            into_derivatives,
+        ):
+            return None
+        return found
 
     async def adjust_margin(
         self, symbol: str, side: Side, amount: Decimal, add: bool, hedged: bool = False

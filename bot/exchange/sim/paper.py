@@ -122,6 +122,16 @@ class PaperExchange:
     ) -> OrderResult | None:
         return await self.sim.fetch_order_by_client_id(symbol, client_order_id)
 
+    async def fetch_transfer(
+        self,
+        client_id: str,
+        currency: str,
+        amount: Decimal,
+        into_derivatives: bool,
+        since: datetime,
+    ) -> TransferResult | None:
+        return await self.sim.fetch_transfer(client_id, currency, amount, into_derivatives, since)
+
     async def close(self) -> None:
         self._save()
 
@@ -187,6 +197,7 @@ class PaperExchange:
             "cursor": self._cursor,
             "feed": str(self.settings.feed),
             "state": _encode_state(self.sim.state()),
+            "transfers": _encode_transfers(self.sim.transfers),
         }
         temporary = path.with_suffix(path.suffix + ".tmp")
         with temporary.open("w") as handle:
@@ -204,12 +215,15 @@ class PaperExchange:
             state = _decode_state(document["state"])
             started_at = datetime.fromisoformat(document["started_at"])
             cursor = int(document["cursor"])
+            # Absent in files written before transfers could be looked up.
+            transfers = _decode_transfers(document.get("transfers", {}))
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: unreadable paper account state ({error})") from None
         if document.get("feed") != str(self.settings.feed) or cursor >= len(self._bars):
             logger.warning("%s: state was for another feed; starting a fresh paper account", path)
             return False
         self.sim.restore(state)
+        self.sim.transfers = transfers
         self._started_at, self._cursor = started_at, cursor
         logger.info("paper account %s restored from %s at bar %d", self.name, path, cursor)
         return True
@@ -238,6 +252,26 @@ def _encode_state(state: SimState) -> dict[str, Any]:
             for cid, o in state.orders.items()
         },
         "next_id": state.next_id,
+    }  # fmt: skip
+
+
+def _encode_transfers(transfers: dict[str, TransferResult]) -> dict[str, Any]:
+    return {
+        cid: {
+            "transfer_id": t.transfer_id, "currency": t.currency, "amount": str(t.amount),
+            "into_derivatives": t.into_derivatives,
+        }
+        for cid, t in transfers.items()
+    }  # fmt: skip
+
+
+def _decode_transfers(data: dict[str, Any]) -> dict[str, TransferResult]:
+    return {
+        cid: TransferResult(
+            transfer_id=t["transfer_id"], currency=t["currency"], amount=Decimal(t["amount"]),
+            into_derivatives=bool(t["into_derivatives"]),
+        )
+        for cid, t in data.items()
     }  # fmt: skip
 
 

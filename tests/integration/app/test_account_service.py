@@ -25,6 +25,7 @@ from bot.domain.targets import Policy, Target, Targets
 from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.exchange.port import (
     AuthenticationError,
+    CapabilityMissing,
     MarginResult,
     OrderRequest,
     OrderResult,
@@ -87,6 +88,10 @@ class ScriptedExchange:
         # The venue answers a new order with this state and fills nothing (e.g. canceled).
         self.orders_answered_as: OrderStatus | None = None
         self.without_marks = False  # the venue reports positions but no mark price
+        # The venue acts, then the reply is lost: this is raised instead of the result.
+        self.lose_reply: dict[str, BaseException] = {}
+        # The venue cannot look transfers up (as Hyperliquid): fetch_transfer refuses.
+        self.transfers_untraceable = False
 
     @property
     def writes(self) -> list[str]:
@@ -141,6 +146,19 @@ class ScriptedExchange:
             return order
         return replace(order, status=self.orders_reported_as, filled=Decimal(0))
 
+    async def fetch_transfer(
+        self,
+        client_id: str,
+        currency: str,
+        amount: Decimal,
+        into_derivatives: bool,
+        since: datetime,
+    ) -> TransferResult | None:
+        self.calls.append("fetch_transfer")
+        if self.transfers_untraceable:
+            raise CapabilityMissing("this venue cannot look transfers up")
+        return await self.venue.fetch_transfer(client_id, currency, amount, into_derivatives, since)
+
     async def close(self) -> None:
         await self.venue.close()
 
@@ -157,6 +175,8 @@ class ScriptedExchange:
     def _leave(self, call: str) -> None:
         if call in self.die_after:
             raise ProcessDied(f"killed after {call}")
+        if call in self.lose_reply:
+            raise self.lose_reply[call]
 
 
 def venue(
@@ -567,11 +587,13 @@ async def _restart(
     clock: FakeClock,
     sim: SimulatedExchange,
     orders_reported_as: OrderStatus | None = None,
+    transfers_untraceable: bool = False,
 ) -> CycleReport:
     """A new process: a new journal and a new service, one cycle, then stop."""
     async with await Journal.open(db_url, clock=clock) as journal:
         exchange = ScriptedExchange(sim)
         exchange.orders_reported_as = orders_reported_as
+        exchange.transfers_untraceable = transfers_untraceable
         return await service(exchange, journal, clock).run_cycle()
 
 
@@ -649,7 +671,7 @@ async def test_reconcile_when_transfer_interrupted_then_unknown_alerted_and_not_
     assert sim.source == 1000 - pending.amount
 
     clock.advance(30)
-    report = await _restart(db_url, clock, sim)
+    report = await _restart(db_url, clock, sim, transfers_untraceable=True)
 
     assert report.status == "ok"
     assert report.plan is not None and report.plan.empty
@@ -747,3 +769,41 @@ async def test_run_cycle_when_venue_answers_dead_order_with_nothing_filled_then_
     texts = [a.text for a in await alerts(journal, clock)]
     assert not any("rebalanced" in text for text in texts)
     assert any(f"FAILED: order {answer.value} with nothing filled" in text for text in texts)
+
+
+async def test_reconcile_when_transfer_interrupted_and_venue_has_it_then_resolved_ok(
+    db_url: str, clock: FakeClock
+) -> None:
+    sim = venue(clock, source="1000", contracts="0.08")
+    pending = await _crash(db_url, clock, sim, die_after="transfer")
+
+    clock.advance(30)
+    report = await _restart(db_url, clock, sim)
+
+    assert report.status == "ok"
+    assert report.plan is not None and report.plan.empty
+    assert sim.source == 1000 - pending.amount  # moved once
+    async with await Journal.open(db_url, clock=clock) as journal:
+        found = await _action(journal, pending.client_id)
+        assert found is not None
+        assert (found.status, found.exchange_id) == (ActionStatus.OK, "T1")
+        (warning,) = [a for a in await alerts(journal, clock) if a.level == "warning"]
+        assert f"{pending.client_id}: transfer found" in warning.text
+
+
+async def test_reconcile_when_transfer_died_before_sent_then_failed_never_reached(
+    db_url: str, clock: FakeClock
+) -> None:
+    sim = venue(clock, source="1000", contracts="0.08")
+    pending = await _crash(db_url, clock, sim, die_before="transfer")
+
+    clock.advance(30)
+    report = await _restart(db_url, clock, sim)
+
+    # Not found at the venue: it never happened, so this cycle moves the collateral.
+    assert [o.action.kind for o in report.outcomes] == [ActionKind.TRANSFER_IN]
+    assert sim.source == 1000 - report.outcomes[0].action.amount
+    async with await Journal.open(db_url, clock=clock) as journal:
+        lost = await _action(journal, pending.client_id)
+        assert lost is not None
+        assert (lost.status, lost.error) == (ActionStatus.FAILED, "never reached the exchange")
