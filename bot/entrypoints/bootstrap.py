@@ -69,6 +69,7 @@ def build_exchange(
             collateral_source=account.collateral_source,
             api_base_url=account.api_base_url,
             symbols=tuple(account.symbols),
+            max_mark_move=account.max_mark_move,
         )
     )
 

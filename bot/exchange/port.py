@@ -30,6 +30,7 @@ __all__ = [
     "TemporaryError",
     "TransferResult",
     "UnknownSymbol",
+    "UnverifiedData",
 ]
 
 
@@ -39,6 +40,13 @@ class ExchangeError(Exception):
 
 class TemporaryError(ExchangeError):
     """Network trouble, timeout, rate limit, exchange unavailable: worth retrying."""
+
+
+class UnverifiedData(TemporaryError):
+    """A reply that does not add up (truncated, a field missing or not a number, two views
+    of the account that contradict each other, a value no account can hold): nothing is
+    planned on it, and the next read may be good, so it counts as a failed read.
+    """
 
 
 class OutcomeUnknown(TemporaryError):

@@ -215,8 +215,12 @@ class AccountConfig(ConfigTable):
     interval_seconds: int = Field(default=60, ge=1)
     # Alert "exchange unreachable" after this many failed cycles in a row.
     unreachable_alert_after: int = Field(default=3, ge=1)
-    # Symbols to watch; empty means every open position.
+    # Symbols to act on; empty means every open position. Every position sharing the
+    # collateral counts in the account's leverage and margin ratio either way.
     symbols: tuple[Symbol, ...] = ()
+    # A mark that moved more than this fraction since the last snapshot is read again,
+    # and believed only when the second read confirms it (0 < x <= 1).
+    max_mark_move: Decimal = Field(default=Decimal("0.3"), gt=0, le=1, allow_inf_nan=False)
     target: TargetConfig
     symbol_targets: dict[Symbol, TargetConfig] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

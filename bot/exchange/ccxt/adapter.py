@@ -25,7 +25,7 @@ from bot.domain.models import (
     Side,
     WalletBalance,
 )
-from bot.exchange.ccxt import payloads
+from bot.exchange.ccxt import payloads, verify
 from bot.exchange.ccxt.errors import (
     RateLimited,
     RetryPolicy,
@@ -48,6 +48,7 @@ from bot.exchange.port import (
     OutcomeUnknown,
     TransferResult,
     UnknownSymbol,
+    UnverifiedData,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ class CcxtExchange:
         self._source = (
             source_exchange if source_exchange is not None else self.profile.build_source(settings)
         )
+        for instance in (self._exchange, self._source):
+            if instance is not None:
+                verify.refuse_cut_json(instance)
         self._log_filter = SecretFilter(self._secrets)
         self._exchange.logger.addFilter(self._log_filter)
         self._markets_at: datetime | None = None
@@ -103,6 +107,9 @@ class CcxtExchange:
         # Mark price of each leg at the last snapshot (Hyperliquid's market orders need one).
         self._marks: dict[tuple[str, Side], Decimal] = {}
         self._source_missing_logged = False
+        # The mark of each symbol at the last snapshot that verified: a later mark that
+        # moved further than settings.max_mark_move is read again before it is believed.
+        self._accepted_marks: dict[str, Decimal] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -260,51 +267,132 @@ class CcxtExchange:
         await self._ensure_markets()
         settle = self.settings.settle
         with translated(self._secrets):
-            balance, raw_positions, source_balance = await _gather(
-                self._exchange.fetch_balance(self.profile.derivatives_balance_params()),
-                self._exchange.fetch_positions(None, self.profile.positions_params(settle)),
-                self._fetch_source_balance(),
+            balance, raw_positions, (source, source_unknown) = await _gather(
+                self._read(
+                    self._exchange.fetch_balance(self.profile.derivatives_balance_params()),
+                    "balance",
+                ),
+                self._read_positions(),
+                self._fetch_source_wallet(),
             )
         taken_at = self._clock()
+        balance = verify.balance_reply(balance, "balance")
+        problem = self.profile.verify_account(balance, raw_positions, settle)
+        if problem is not None:
+            raise UnverifiedData(f"{self.name}: {problem}")
         positions = self._positions(raw_positions)
+        await self._confirm_marks(positions)
+        derivatives = self.profile.derivatives_wallet(balance, settle)
+        pooled_equity = self.profile.pooled_equity(balance, settle, self._pooling)
+        if derivatives.total < ZERO and pooled_equity is None:
+            # Only an account pooling other collateral may owe the settle currency.
+            raise UnverifiedData(f"{self.name}: wallet balance {derivatives.total} is negative")
+        markets = await self._market_rules({p.symbol for p in positions})
         self._margin_modes = {(p.symbol, p.side): p.margin_mode for p in positions}
         self._marks = {(p.symbol, p.side): p.mark_price for p in positions if p.mark_price}
+        self._accepted_marks = {p.symbol: p.mark_price for p in positions if p.mark_price}
         return AccountSnapshot(
             account=self.name,
             settle=settle,
             taken_at=taken_at,
-            derivatives=self.profile.derivatives_wallet(balance, settle),
-            source=_wallet(source_balance, settle),
+            derivatives=derivatives,
+            source=source,
             positions=positions,
-            markets=await self._market_rules({p.symbol for p in positions}),
-            pooled_equity=self.profile.pooled_equity(balance, settle, self._pooling),
+            markets=markets,
+            pooled_equity=pooled_equity,
             min_transfer=self.profile.min_transfer,
             transfer_places=self._transfer_places(),
             can_adjust_margin=self.profile.can_adjust_margin,
+            source_unknown=source_unknown,
+            watched=frozenset(self.settings.symbols),
         )
 
-    async def _fetch_source_balance(self) -> Mapping[str, Any] | None:
-        """The source wallet's balance; None where the environment has no such wallet
-        (Binance demo trading has no /sapi: no funding wallet, no transfers)."""
+    async def _read(self, call: Awaitable[T], what: str) -> T:
+        """Await one ccxt read; a reply ccxt could not parse is unverified, not a bug."""
+        try:
+            return await call
+        except ccxt.BadResponse as error:
+            raise UnverifiedData(f"{self.name}: {what}: {error}") from None
+        except ccxt.ExchangeError as error:
+            if type(error) is not ccxt.ExchangeError:
+                raise
+            # ccxt's bare base class: a reply it could not classify at all (Bybit and
+            # OKX answered `{}` with it). A read changed nothing: try again later.
+            raise UnverifiedData(f"{self.name}: {what}: reply not understood") from None
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
+            # ccxt parsed a garbled reply (a body cut short, a field not a number) into a
+            # Python error. Only the error's type is told: its text may quote the reply.
+            raise UnverifiedData(
+                f"{self.name}: {what}: reply could not be parsed ({type(error).__name__})"
+            ) from None
+
+    async def _read_positions(self) -> list[Mapping[str, Any]]:
+        """Every position of the account (all symbols: they share the collateral)."""
+        params = self.profile.positions_params(self.settings.settle)
+        rows = await self._read(self._exchange.fetch_positions(None, params), "positions")
+        return verify.position_rows(rows)
+
+    async def _confirm_marks(self, positions: tuple[Position, ...]) -> None:
+        """Read the positions again when a mark moved past the bound since the last
+        snapshot; believe the move only when the second read confirms it."""
+        bound = self.settings.max_mark_move
+        jumped: dict[str, tuple[Decimal, Decimal]] = {}
+        for position in positions:
+            last = self._accepted_marks.get(position.symbol)
+            mark = position.mark_price
+            if last is None or mark is None:
+                continue
+            moved = abs(mark - last) / last
+            if moved > bound:
+                jumped[position.symbol] = (mark, moved)
+        if not jumped:
+            return
+        logger.warning("%s: marks moved past %s, reading again: %s", self.name, bound, jumped)
+        with translated(self._secrets):
+            again = self._positions(await self._read_positions())
+        second = {p.symbol: p.mark_price for p in again if p.mark_price}
+        for symbol, (mark, moved) in sorted(jumped.items()):
+            verify.confirmed_mark(symbol, mark, second.get(symbol), moved)
+
+    async def _fetch_source_wallet(self) -> tuple[WalletBalance | None, bool]:
+        """The source wallet, and whether it is unknown.
+
+        (None, False): the environment has no such wallet (Binance demo trading has no
+        /sapi: no funding wallet, no transfers). (None, True): the read failed or did not
+        verify; it never fails the snapshot, and its balance is unknown, never zero.
+        """
         exchange = self._source if self._source is not None else self._exchange
         params = self.profile.source_balance_params(self.settings.collateral_source)
         try:
-            balance: Mapping[str, Any] = await exchange.fetch_balance(params)
-        except ccxt.NotSupported as error:
-            if not self._source_missing_logged:
-                message = redact(str(error), self._secrets)
-                logger.warning("%s: no source wallet, collateral moves off: %s", self.name, message)
-                self._source_missing_logged = True
-            return None
-        return balance
+            try:
+                balance = await self._read(exchange.fetch_balance(params), "source wallet")
+            except ccxt.NotSupported as error:
+                if not self._source_missing_logged:
+                    message = redact(str(error), self._secrets)
+                    logger.warning(
+                        "%s: no source wallet, collateral moves off: %s", self.name, message
+                    )
+                    self._source_missing_logged = True
+                return None, False
+            with translated(self._secrets):
+                return _source_wallet(balance, self.settings.settle), False
+        except ExchangeError as error:
+            logger.warning("%s: source wallet unknown: %s", self.name, error)
+            return None, True
+        except ccxt.BaseError as error:
+            message = redact(f"{type(error).__name__}: {error}", self._secrets)
+            logger.warning("%s: source wallet unknown: %s", self.name, message)
+            return None, True
 
     def _positions(self, raw_positions: Iterable[Mapping[str, Any]]) -> tuple[Position, ...]:
-        watched = set(self.settings.symbols)
+        # Every leg in the settle currency, watched or not: on a cross account they all
+        # share the collateral, so all count in its leverage and margin ratio (the
+        # snapshot's `watched` limits what the bot acts on).
         markets: Mapping[str, Any] = self._exchange.markets or {}
         positions: list[Position] = []
         for raw in raw_positions:
             symbol = raw.get("symbol")
-            if not isinstance(symbol, str) or (watched and symbol not in watched):
+            if not isinstance(symbol, str):
                 continue
             market = markets.get(symbol)
             if market is None:
@@ -318,9 +406,12 @@ class CcxtExchange:
                 market = {}
             elif market.get("settle") != self.settings.settle:
                 continue
+            side = self.profile.position_side(raw)
+            at_mark = self.profile.notional_at_mark and market.get("linear") is not False
+            verify.check_position_row(raw, side, notional_at_mark=at_mark)
             position = payloads.position(
                 raw,
-                side=self.profile.position_side(raw),
+                side=side,
                 contract_size=payloads.contract_size(market),
                 margin_mode=self.profile.margin_mode(raw, self.settings.margin_mode),
                 isolated_margin=self.profile.isolated_margin(raw),
@@ -328,6 +419,7 @@ class CcxtExchange:
                 hedged=bool(raw.get("hedged")) or self.settings.hedged,
             )
             if position is not None:
+                verify.check_position(position)
                 positions.append(position)
         return tuple(positions)
 
@@ -413,12 +505,18 @@ class CcxtExchange:
         return await retrying(attempt, self._retry, (RateLimited,), what=f"{self.name}: {what}")
 
 
-def _wallet(balance: Mapping[str, Any] | None, settle: str) -> WalletBalance | None:
-    if balance is None:
-        return None
-    entry = balance.get(settle) or {}
+def _source_wallet(balance: object, settle: str) -> WalletBalance:
+    """The source wallet's balance in `settle` (none held: zero); garbled: UnverifiedData.
+
+    A spot or funding wallet cannot owe anything: a negative balance is a bad reply.
+    """
+    reply = verify.balance_reply(balance, "source wallet")
+    entry = reply.get(settle) or {}
+    if not entry:
+        return WalletBalance(ZERO, ZERO)
     return WalletBalance(
-        payloads.decimal_or_zero(entry.get("total")), payloads.decimal_or_zero(entry.get("free"))
+        verify.number(entry.get("total"), f"source wallet: {settle} total"),
+        verify.number(entry.get("free"), f"source wallet: {settle} free"),
     )
 
 

@@ -22,6 +22,8 @@ from bot.exchange.ccxt.payloads import (
 )
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import classify_by_original_urls
+from bot.exchange.ccxt.verify import agree, empty_but_margined, number, optional_number
+from bot.exchange.port import UnverifiedData
 
 # Binance refuses requests more than recvWindow (5 s by default) off its clock.
 _CLOCK_SKEW_MS = 5_000
@@ -75,11 +77,59 @@ class BinanceUsdmProfile(ExchangeProfile):
     def derivatives_wallet(self, balance: Mapping[str, Any], settle: str) -> WalletBalance:
         # ccxt's total is the margin balance (with uPnL, and isolated wallets): read the
         # cross wallet balance W and the transferable amount from the asset's row.
-        asset = entry_for(balance.get("info", {}).get("assets", []), "asset", settle)
+        assets = balance.get("info", {}).get("assets")
+        if not isinstance(assets, list) or not assets:
+            raise UnverifiedData("account: no assets")
+        asset = entry_for(assets, "asset", settle)
+        if not asset:
+            # A multi-assets account may hold no USDT at all (its equity is pooled).
+            return WalletBalance(ZERO, ZERO)
+        # Signed: in multi-assets mode USDT may go negative against other collateral.
         return WalletBalance(
-            decimal_or_zero(asset.get("crossWalletBalance")),
-            decimal_or_zero(asset.get("maxWithdrawAmount")),
+            number(
+                asset.get("crossWalletBalance"),
+                f"account: {settle} crossWalletBalance",
+                signed=True,
+            ),
+            number(asset.get("maxWithdrawAmount"), f"account: {settle} maxWithdrawAmount"),
         )
+
+    def verify_account(
+        self, balance: Mapping[str, Any], positions: Sequence[Mapping[str, Any]], settle: str
+    ) -> str | None:
+        # The account's totals are one view, positionRisk the other: margin balance is
+        # wallet + uPnL, and an account holding maintenance margin (or listing open
+        # positions of its own) has positions.
+        info: Mapping[str, Any] = balance.get("info") or {}
+        wallet = number(info.get("totalWalletBalance"), "account: totalWalletBalance", signed=True)
+        upnl = number(
+            info.get("totalUnrealizedProfit"), "account: totalUnrealizedProfit", signed=True
+        )
+        margin = number(info.get("totalMarginBalance"), "account: totalMarginBalance", signed=True)
+        problem = agree(
+            "account: totalMarginBalance",
+            margin,
+            wallet + upnl,
+            "totalWalletBalance + totalUnrealizedProfit",
+        )
+        if problem is not None:
+            return problem
+        held = {
+            "totalMaintMargin": number(info.get("totalMaintMargin"), "account: totalMaintMargin")
+        }
+        initial = optional_number(
+            info.get("totalPositionInitialMargin"), "account: totalPositionInitialMargin"
+        )
+        if initial is not None:
+            held["totalPositionInitialMargin"] = initial
+        listed = [
+            row
+            for row in info.get("positions") or []
+            if isinstance(row, Mapping) and decimal_or_zero(row.get("positionAmt")) != ZERO
+        ]
+        if listed:
+            held["open positions"] = Decimal(len(listed))
+        return empty_but_margined(positions, held)
 
     async def fetch_collateral_pooling(self, exchange: Ccxt) -> bool:
         # /fapi/v3/account no longer says whether multi-assets mode is on.
@@ -93,7 +143,11 @@ class BinanceUsdmProfile(ExchangeProfile):
         # (and isolated margin is not allowed, so the margin balance is all cross).
         if not pooling:
             return None
-        return decimal_or_none(balance.get("info", {}).get("totalMarginBalance"))
+        return number(
+            balance.get("info", {}).get("totalMarginBalance"),
+            "account: totalMarginBalance",
+            signed=True,
+        )
 
     def position_side(self, position: Mapping[str, Any]) -> str | None:
         # ccxt reads the side from the notional's sign, and the notional is 0 or '' when

@@ -23,6 +23,7 @@ from bot.exchange.ccxt.payloads import (
     tiers_from_ccxt,
 )
 from bot.exchange.ccxt.settings import CollateralSource, Environment
+from bot.exchange.ccxt.verify import agree, empty_but_margined, number, optional_number
 from bot.exchange.port import InvalidOrder
 
 # Names transfer ids are derived from (Bybit wants a UUID, the service gives its own id).
@@ -47,6 +48,8 @@ class BybitProfile(ExchangeProfile):
     source_accounts: ClassVar[Mapping[CollateralSource, str]] = {"funding": "funding"}
     # ccxt has no add_margin / reduce_margin for Bybit: modify_margin calls the endpoint.
     can_adjust_margin = True
+    # positionValue (ccxt's notional) is the size at the entry price, not at the mark.
+    notional_at_mark = False
 
     def apply_environment(self, exchange: Ccxt, environment: Environment) -> None:
         if environment == "testnet":
@@ -73,6 +76,36 @@ class BybitProfile(ExchangeProfile):
 
     def positions_params(self, settle: str) -> Params:
         return {"settleCoin": settle}
+
+    def verify_account(
+        self, balance: Mapping[str, Any], positions: Sequence[Mapping[str, Any]], settle: str
+    ) -> str | None:
+        # The wallet's coin row is one view (equity = wallet + uPnL, the margin its
+        # positions hold), /v5/position/list for that settle coin the other.
+        accounts = balance.get("info", {}).get("result", {}).get("list") or []
+        account = entry_for(accounts, "accountType", "UNIFIED") or (
+            accounts[0] if accounts and isinstance(accounts[0], Mapping) else {}
+        )
+        if not account:
+            return "wallet balance: no account in the reply"
+        for key in ("totalEquity", "totalWalletBalance", "totalMarginBalance"):
+            number(account.get(key), f"wallet balance: {key}", signed=True)
+        coin = entry_for(account.get("coin"), "coin", settle)
+        if not coin:
+            return None  # nothing held in the settle coin
+        what = f"wallet balance: {settle}"
+        equity = number(coin.get("equity"), f"{what} equity", signed=True)
+        wallet = number(coin.get("walletBalance"), f"{what} walletBalance", signed=True)
+        upnl = number(coin.get("unrealisedPnl"), f"{what} unrealisedPnl", signed=True)
+        problem = agree(f"{what} equity", equity, wallet + upnl, "walletBalance + unrealisedPnl")
+        if problem is not None:
+            return problem
+        held = {
+            f"{settle} {key}": value
+            for key in ("totalPositionMM", "totalPositionIM")
+            if (value := optional_number(coin.get(key), f"{what} {key}")) is not None
+        }
+        return empty_but_margined(positions, held)
 
     def margin_mode(self, position: Mapping[str, Any], default: MarginMode) -> MarginMode:
         # ccxt's marginMode is always None here (tradeMode is deprecated): a unified

@@ -13,10 +13,11 @@ from typing import Any, ClassVar
 
 import ccxt.async_support as ccxt
 
-from bot.domain.models import MaintenanceTier, MarginMode, Side, WalletBalance
+from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side, WalletBalance
 from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import rebase_urls
+from bot.exchange.ccxt.verify import number
 from bot.exchange.port import CapabilityMissing, OrderRequest, OutcomeUnknown
 
 
@@ -93,6 +94,8 @@ class ExchangeProfile:
     # None of the three documents a minimum transfer above the amount's precision.
     min_transfer: ClassVar[Decimal] = Decimal("0.01")
     transfer_places: ClassVar[int] = 2
+    # Whether ccxt's position `notional` is amount x mark (checked against them when so).
+    notional_at_mark: ClassVar[bool] = True
 
     # -- building the ccxt instances ------------------------------------------------
 
@@ -167,11 +170,26 @@ class ExchangeProfile:
         return {}
 
     def derivatives_wallet(self, balance: Mapping[str, Any], settle: str) -> WalletBalance:
-        """W (wallet balance without unrealized PnL) and what may leave it now."""
+        """W (wallet balance without unrealized PnL) and what may leave it now.
+
+        No entry for `settle` is an empty wallet; an entry that is not numbers is refused.
+        """
         entry = balance.get(settle) or {}
+        if not entry:
+            return WalletBalance(ZERO, ZERO)
+        # Signed: a unified account may owe the settle coin against other collateral.
         return WalletBalance(
-            decimal_or_zero(entry.get("total")), decimal_or_zero(entry.get("free"))
+            number(entry.get("total"), f"balance: {settle} total", signed=True),
+            number(entry.get("free"), f"balance: {settle} free", signed=True),
         )
+
+    def verify_account(
+        self, balance: Mapping[str, Any], positions: Sequence[Mapping[str, Any]], settle: str
+    ) -> str | None:
+        """Why the balance and positions replies (the venue's two views of one account)
+        contradict each other, or None when they agree or the venue gives one view only.
+        May raise `UnverifiedData` for a field the check needs that is not a number."""
+        return None
 
     async def fetch_collateral_pooling(self, exchange: Ccxt) -> bool | None:
         """Whether collateral is pooled across assets, when only a separate call tells.

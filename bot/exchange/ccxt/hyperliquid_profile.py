@@ -11,7 +11,13 @@ from bot.domain.models import ONE, ZERO, MaintenanceTier, MarginMode, Side, Wall
 from bot.exchange.ccxt.exchange_profile import Ccxt, Credential, ExchangeProfile, Params
 from bot.exchange.ccxt.payloads import decimal_or_none
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
-from bot.exchange.port import CapabilityMissing, InvalidOrder, OperationalError, OrderRequest
+from bot.exchange.ccxt.verify import agree, empty_but_margined, number
+from bot.exchange.port import (
+    CapabilityMissing,
+    InvalidOrder,
+    OrderRequest,
+    UnverifiedData,
+)
 
 WALLET_ADDRESS = Credential("wallet_address", "walletAddress")
 PRIVATE_KEY = Credential("private_key", "privateKey")
@@ -120,11 +126,36 @@ class HyperliquidProfile(ExchangeProfile):
         state: Mapping[str, Any] = balance.get("info") or {}
         raw_usd = decimal_or_none((state.get("crossMarginSummary") or {}).get("totalRawUsd"))
         if raw_usd is None:
-            raise OperationalError(f"{self.exchange_id}: clearinghouse state without totalRawUsd")
+            raise UnverifiedData(f"{self.exchange_id}: clearinghouse state without totalRawUsd")
         cross = [p for p in _positions(state) if _leverage(p).get("type") == "cross"]
         cash = raw_usd + sum((_size(p) * _entry(p) for p in cross), ZERO)
         withdrawable = decimal_or_none(state.get("withdrawable"))
         return WalletBalance(cash, withdrawable if withdrawable is not None else ZERO)
+
+    def verify_account(
+        self, balance: Mapping[str, Any], positions: Sequence[Mapping[str, Any]], settle: str
+    ) -> str | None:
+        # Within one clearinghouse state, accountValue is totalRawUsd plus every
+        # position's signed value; the positions come from a second read of that state,
+        # a few milliseconds later, and must add up to its total notional.
+        state: Mapping[str, Any] = balance.get("info") or {}
+        summary = state.get("marginSummary")
+        if not isinstance(summary, Mapping):
+            return "clearinghouse state without marginSummary"
+        value = number(summary.get("accountValue"), "marginSummary.accountValue", signed=True)
+        raw_usd = number(summary.get("totalRawUsd"), "marginSummary.totalRawUsd", signed=True)
+        total = number(summary.get("totalNtlPos"), "marginSummary.totalNtlPos")
+        own = sum((_signed_value(p) for p in _positions(state)), ZERO)
+        problem = agree(
+            "marginSummary.accountValue", value, raw_usd + own, "totalRawUsd + position values"
+        )
+        if problem is not None:
+            return problem
+        rows = [(row.get("info") or {}).get("position") or {} for row in positions]
+        read = sum((abs(_signed_value(row)) for row in rows), ZERO)
+        if positions:
+            return agree("marginSummary.totalNtlPos", total, read, "the positions' values")
+        return empty_but_margined(positions, {"totalNtlPos": total})
 
     def maintenance_margin(self, position: Mapping[str, Any]) -> Decimal | None:
         # Hyperliquid reports the account's crossMaintenanceMarginUsed, never a position's:
@@ -224,8 +255,14 @@ def _entry(raw: Mapping[str, Any]) -> Decimal:
 def _number(raw: Mapping[str, Any], key: str) -> Decimal:
     value = decimal_or_none(raw.get(key))
     if value is None:
-        raise OperationalError(f"hyperliquid: position {raw.get('coin')} without {key}")
+        raise UnverifiedData(f"hyperliquid: position {raw.get('coin')} without {key}")
     return value
+
+
+def _signed_value(raw: Mapping[str, Any]) -> Decimal:
+    """positionValue (|szi| * mark) with the sign of szi."""
+    value = number(raw.get("positionValue"), f"position {raw.get('coin')}: positionValue")
+    return value if _size(raw) >= ZERO else -value
 
 
 def _margin_tiers(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -19,6 +19,7 @@ from bot.exchange.ccxt.exchange_profile import (
 )
 from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero, entry_for
 from bot.exchange.ccxt.settings import CollateralSource, Environment
+from bot.exchange.ccxt.verify import agree, number, optional_number
 from bot.exchange.port import CapabilityMissing, OrderRequest
 
 
@@ -58,7 +59,29 @@ class OkxProfile(ExchangeProfile):
             if number is not None
         ]
         free = min(available) if available else ZERO
-        return WalletBalance(decimal_or_zero(detail.get("cashBal")), free)
+        if not detail:
+            return WalletBalance(ZERO, ZERO)  # nothing held in the settle currency
+        cash = number(detail.get("cashBal"), f"balance: {settle} cashBal", signed=True)
+        return WalletBalance(cash, free)
+
+    def verify_account(
+        self, balance: Mapping[str, Any], positions: Sequence[Mapping[str, Any]], settle: str
+    ) -> str | None:
+        # One view only of the positions (the account's figures also count futures and
+        # options, which the SWAP positions reply leaves out); within the balance, the
+        # settle currency's equity is its cash plus its unrealized PnL.
+        account = _okx_account(balance)
+        if not isinstance(account, Mapping) or not account:
+            return "balance: no account in the reply"
+        number(account.get("totalEq"), "balance: totalEq", signed=True)
+        detail = _okx_detail(balance, settle)
+        if not detail:
+            return None  # nothing held in the settle currency
+        what = f"balance: {settle}"
+        equity = number(detail.get("eq"), f"{what} eq", signed=True)
+        cash = number(detail.get("cashBal"), f"{what} cashBal", signed=True)
+        upl = optional_number(detail.get("upl"), f"{what} upl", signed=True) or ZERO
+        return agree(f"{what} eq", equity, cash + upl, "cashBal + upl")
 
     def pooled_equity(
         self, balance: Mapping[str, Any], settle: str, pooling: bool | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -21,7 +22,10 @@ class CcxtSettings:
     `wallet_address`, ...) to their values; they never appear in `repr` (and so never in
     a log line or a traceback's locals).
     `api_base_url` replaces the scheme and host of every ccxt API URL: a proxy, or a
-    loopback fake in tests. `symbols` empty means every open position in `settle`.
+    loopback fake in tests. `symbols` empty means every open position in `settle` is acted
+    on; every position is read either way (a cross account's legs share its collateral).
+    `max_mark_move` is the largest fraction a mark may move between two snapshots before
+    the adapter reads it again to confirm it.
     """
 
     account: str
@@ -34,8 +38,11 @@ class CcxtSettings:
     api_base_url: str | None = None
     hedged: bool = False
     symbols: tuple[str, ...] = ()
+    max_mark_move: Decimal = Decimal("0.3")
 
     def __post_init__(self) -> None:
+        if not Decimal(0) < self.max_mark_move <= Decimal(1):
+            raise ValueError(f"max_mark_move must be in (0, 1], got {self.max_mark_move}")
         if self.api_base_url is not None:
             parts = urlsplit(self.api_base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:

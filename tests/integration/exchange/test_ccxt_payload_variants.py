@@ -358,9 +358,16 @@ async def test_snapshot_when_okx_hedge_cross_and_isolated_legs_then_each_scoped_
 ) -> None:
     serve(venue, "okx")
     venue.reply("GET", "/api/v5/account/balance", okx_multi_currency_balance())
-    long = okx_row(pos="3", liqPx="")
+    # notionalUsd follows the size (pos * ctVal 0.001 * markPx 68.24): the adapter checks it.
+    long = okx_row(pos="3", liqPx="", notionalUsd="0.20472")
     short = okx_row(
-        posSide="short", pos="2", avgPx="70.1", mgnMode="isolated", margin="0.05", liqPx="92.3"
+        posSide="short",
+        pos="2",
+        avgPx="70.1",
+        mgnMode="isolated",
+        margin="0.05",
+        liqPx="92.3",
+        notionalUsd="0.13648",
     )
     venue.reply("GET", "/api/v5/account/positions", okx_positions(long, short))
     async with adapter_for("okx", venue) as exchange:

@@ -182,12 +182,14 @@ async def test_snapshot_when_okx_single_currency_then_equity_is_eq_minus_isolate
     assert abs(metrics.notional - notional_usd) / notional_usd < Decimal("0.001")
 
 
-async def test_snapshot_when_symbols_watched_then_other_positions_are_left_out(
+async def test_snapshot_when_symbols_watched_then_other_positions_still_count(
     venue: LoopbackVenue,
 ) -> None:
     serve(venue, "binanceusdm")
     async with adapter_for("binanceusdm", venue, symbols=("ETH/USDT:USDT",)) as exchange:
         snapshot = await exchange.fetch_snapshot()
 
-    assert snapshot.positions == ()
-    assert set(snapshot.markets) == {"ETH/USDT:USDT"}
+    # The BTC leg shares the cross collateral: it stays, marked as not acted on.
+    assert [p.symbol for p in snapshot.positions] == [BTC]
+    assert not snapshot.is_watched(snapshot.positions[0])
+    assert set(snapshot.markets) == {BTC, "ETH/USDT:USDT"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ def settings_for(
     margin_mode: MarginMode = MarginMode.CROSS,
     hedged: bool = False,
     symbols: tuple[str, ...] = (),
+    max_mark_move: Decimal = Decimal("0.3"),
 ) -> CcxtSettings:
     """Settings for a test account on the loopback venue, with fake keys."""
     source: CollateralSource = collateral_source or (
@@ -123,6 +125,7 @@ def settings_for(
         api_base_url=venue.url if venue is not None else None,
         hedged=hedged,
         symbols=symbols,
+        max_mark_move=max_mark_move,
     )
 
 
