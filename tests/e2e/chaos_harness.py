@@ -389,6 +389,7 @@ def _check_acting_snapshots(
     now_contracts = sum((Decimal(p["contracts"]) for p in positions), Decimal(0))
     initial_contracts = now_contracts + reduced
     acting = {a.cycle_id for a in actions if a.cycle_id is not None}
+    v.figures["acting cycles checked against the venue"] = len(acting)
     for cycle_id in sorted(acting):
         snapshot = by_cycle.get(cycle_id)
         if snapshot is None:
@@ -419,9 +420,14 @@ def _check_acting_snapshots(
 
 
 def _longest_streak(cycles: list[CycleRecord]) -> int:
+    """The longest run of cycles that did not run to their end (failed with an error).
+
+    A cycle that ran to its end but whose action failed or went unknown is journaled
+    failed too, without an error; it ends a streak, as in the service.
+    """
     longest = streak = 0
     for cycle in sorted(cycles, key=lambda c: c.started_at):
-        streak = streak + 1 if cycle.status is CycleStatus.FAILED else 0
+        streak = streak + 1 if cycle.status is CycleStatus.FAILED and cycle.error else 0
         longest = max(longest, streak)
     return longest
 

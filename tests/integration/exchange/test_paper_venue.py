@@ -4,6 +4,7 @@ looks orders up on it exactly as on Binance; signatures are checked; faults happ
 from __future__ import annotations
 
 import json
+import random
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import ccxt.async_support as ccxt
 import pytest
 
 from bot.domain.models import OrderSide, Side
+from bot.exchange.paper_venue.fault_replies import without_one_field
 from bot.exchange.paper_venue.faults import FaultKind, FaultPlan, FaultSpecError, parse_spec
+from bot.exchange.paper_venue.signing import Refusal, Signer
 from bot.exchange.port import ExchangeError, OrderRequest
 from tests.integration.exchange.paper_venue_support import adapter_on, running_venue
 
@@ -217,3 +220,105 @@ def test_fault_plan_when_seeded_then_the_same_faults_come_back() -> None:
     draws = [[plan.draw("account") for _ in range(50)] for plan in plans]
     assert draws[0] == draws[1]
     assert 5 < sum(d is not None for d in draws[0]) < 30
+
+
+def test_signer_when_the_timestamp_is_stale_or_the_signature_missing_then_binance_codes() -> None:
+    import hashlib
+    import hmac
+
+    signer = Signer("k", "s")
+
+    def signed(query: str) -> str:
+        digest = hmac.new(b"s", query.encode(), hashlib.sha256).hexdigest()
+        return f"{query}&signature={digest}"
+
+    now = 1_700_000_000_000
+    fresh = signed(f"symbol=BTCUSDT&timestamp={now - 100}&recvWindow=5000")
+    assert signer.verify("k", fresh, "", now)["symbol"] == "BTCUSDT"
+    # POST: the signed parameters travel in the body.
+    assert signer.verify("k", "", signed(f"amount=5&timestamp={now}"), now)["amount"] == "5"
+    stale = signed(f"timestamp={now - 6000}&recvWindow=5000")
+    cases = {
+        "stale": (("k", stale, ""), -1021),
+        "future": (("k", signed(f"timestamp={now + 5000}"), ""), -1021),
+        "unsigned": (("k", f"timestamp={now}", ""), -1102),
+        "tampered": (("k", fresh.replace("BTCUSDT", "ETHUSDT"), ""), -1022),
+        "no key": ((None, fresh, ""), -2015),
+    }
+    for name, (args, code) in cases.items():
+        with pytest.raises(Refusal) as refused:
+            signer.verify(*args, now)
+        assert refused.value.code == code, name
+
+
+def test_without_one_field_when_garbling_then_exactly_one_key_is_gone() -> None:
+    body = {"a": "1", "rows": [{"b": "2", "c": "3"}]}
+    garbled = without_one_field(body, random.Random(3))
+    assert body == {"a": "1", "rows": [{"b": "2", "c": "3"}]}  # the original is untouched
+
+    def keys(node: object) -> int:
+        if isinstance(node, dict):
+            return len(node) + sum(keys(v) for v in node.values())
+        if isinstance(node, list):
+            return sum(keys(v) for v in node)
+        return 0
+
+    assert keys(garbled) == keys(body) - 1
+
+
+async def test_paper_venue_when_a_transfer_reply_is_lost_then_its_history_shows_it(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None, faults="transfer:lost=1") as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            await exchange.fetch_snapshot()
+            with pytest.raises(ExchangeError):
+                await exchange.transfer("USDT", Decimal("42.5"), True, "t-lost")
+            after = await exchange.fetch_snapshot()
+        finally:
+            await exchange.close()
+        raw = ccxt.binance({**_keys(), "enableRateLimit": False})
+        raw.urls["api"] = {
+            k: v.replace("https://api.binance.com", venue.url) for k, v in raw.urls["api"].items()
+        }
+        try:
+            history = await raw.sapiGetAssetTransfer({"type": "MAIN_UMFUTURE"})
+        finally:
+            await raw.close()
+    assert after.source is not None and after.source.total == Decimal("4957.5")
+    assert [(r["amount"], r["status"]) for r in history["rows"]] == [("42.5", "CONFIRMED")]
+    assert [t["amount"] for t in venue.book.record.transfers] == ["42.5"]
+
+
+async def test_paper_venue_when_an_order_breaks_a_rule_then_refused_and_nothing_recorded(
+    tmp_path: Path,
+) -> None:
+    async with running_venue(None) as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            snapshot = await exchange.fetch_snapshot()
+            too_big = snapshot.positions[0].contracts + Decimal("0.001")
+            with pytest.raises(ExchangeError):
+                await exchange.create_order(_reduce("too-big", str(too_big)))
+            await exchange.create_order(_reduce("once"))
+            with pytest.raises(ExchangeError):
+                await exchange.create_order(_reduce("once"))  # the same client id again
+        finally:
+            await exchange.close()
+    assert [o["client_id"] for o in venue.book.record.orders] == ["once"]
+
+
+async def test_paper_venue_when_restarted_then_fault_counts_carry_on(tmp_path: Path) -> None:
+    state = tmp_path / "venue.json"
+    async with running_venue(state, faults="positions:500=1") as venue:
+        exchange = adapter_on(venue.url)
+        try:
+            with pytest.raises(ExchangeError):
+                await exchange.fetch_snapshot()
+        finally:
+            await exchange.close()
+        first = venue.venue.faults.injected["500"]
+    async with running_venue(state) as venue:
+        assert venue.venue.faults.injected["500"] == first > 0
+    assert json.loads(state.read_text())["faults"]["500"] == first
