@@ -88,8 +88,8 @@ unreachable_alert_after = 3
 
 [accounts.target]
 leverage = 3
-min = 2.5
-max = 3.5
+min = 2.8
+max = 3.2
 
 [accounts.policy]
 release_excess = true
