@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 
 import typer
 from rich.console import Console
@@ -29,6 +29,8 @@ from bot.domain.summary import account_metrics
 from bot.entrypoints.bootstrap import build_exchange, build_runtime
 from bot.entrypoints.daemon import Daemon
 from bot.exchange.port import ExchangeError
+from bot.redaction import Redactor, guard_handlers
+from bot.store.engine import database_problem
 from bot.store.journal import Journal
 
 T = TypeVar("T")
@@ -40,11 +42,30 @@ err = Console(stderr=True)
 
 
 def _load(path: Path) -> LevbotConfig:
+    """The config, or exit 2 with one line per problem (a missing database driver is one).
+
+    From here on every log line is scrubbed of the config's secrets (`_guard_logs`).
+    """
     try:
-        return load_config(path)
+        settings = load_config(path)
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    problem = database_problem(settings.database.url)
+    if problem is not None:
+        line = f"database.url: {problem} (got {settings.database.display_url})"
+        typer.echo(f"error: {ConfigError(path, [line])}", err=True)
+        raise typer.Exit(2)
+    _guard_logs(settings)
+    return settings
+
+
+def _guard_logs(settings: LevbotConfig) -> Redactor:
+    """Scrub every secret of the config, in every form, from every record reaching the
+    root handlers: ours, ccxt's and python-telegram-bot's alike."""
+    redactor = Redactor(settings.secrets())
+    guard_handlers(logging.getLogger().handlers, redactor)
+    return redactor
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,10 +80,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            # Already formatted (and scrubbed) by the RedactingFilter.
+            line["exception"] = record.exc_text
         return json.dumps(line)
 
 
-def _configure_logging(level: str, as_json: bool, live: bool = False) -> None:
+def _configure_logging(
+    level: str, as_json: bool, live: bool = False, redactor: Redactor | None = None
+) -> None:
     handler: logging.Handler
     if live:
         # Log lines print above the live table instead of tearing through it.
@@ -75,6 +101,8 @@ def _configure_logging(level: str, as_json: bool, live: bool = False) -> None:
             handler.setFormatter(
                 logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
             )
+    if redactor is not None:
+        guard_handlers([handler], redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -90,7 +118,10 @@ def run(
     """Run the daemon until SIGTERM/SIGINT (a live status table on a terminal)."""
     settings = _load(config)
     live = sys.stdout.isatty() and not (log_json or settings.log.json_format)
-    _configure_logging(settings.log.level, log_json or settings.log.json_format, live)
+    _configure_logging(
+        settings.log.level, log_json or settings.log.json_format, live,
+        Redactor(settings.secrets()),
+    )  # fmt: skip
     daemon = Daemon(settings)
     code = asyncio.run(_run_daemon(daemon, live))
     raise typer.Exit(code)
@@ -147,21 +178,35 @@ def check(config: ConfigOption) -> None:
     """Validate the config; with credentials, test connectivity and read the account."""
     settings = _load(config)
     typer.echo(f"config OK: {len(settings.accounts)} account(s)")
-    failures = asyncio.run(_check_accounts(settings))
+    failures = asyncio.run(_check_accounts(settings, Redactor(settings.secrets())))
     raise typer.Exit(1 if failures else 0)
 
 
-async def _check_accounts(settings: LevbotConfig) -> int:
+@runtime_checkable
+class _KeyInspector(Protocol):
+    """An exchange that can tell what its API key may do (the ccxt adapter)."""
+
+    async def key_warnings(self) -> list[str]: ...
+
+
+async def _check_accounts(settings: LevbotConfig, scrub: Redactor) -> int:
     failures = 0
     for account in settings.accounts:
         label = f"{account.name} ({account.exchange}"
         label += f", {account.environment})" if account.environment else ")"
-        exchange = build_exchange(account, settings, utc_now, read_only=True)
+        try:
+            exchange = build_exchange(account, settings, utc_now, read_only=True)
+        except Exception as error:
+            # A check reports, it does not crash: one line per account, secrets scrubbed.
+            failures += 1
+            typer.echo(scrub(f"  {label}: FAILED {type(error).__name__}: {error}"))
+            continue
         try:
             snapshot = await exchange.fetch_snapshot()
-        except ExchangeError as error:
+            warnings = await exchange.key_warnings() if isinstance(exchange, _KeyInspector) else []
+        except Exception as error:
             failures += 1
-            typer.echo(f"  {label}: FAILED {type(error).__name__}: {error}")
+            typer.echo(scrub(f"  {label}: FAILED {type(error).__name__}: {error}"))
             continue
         finally:
             await exchange.close()
@@ -174,6 +219,8 @@ async def _check_accounts(settings: LevbotConfig) -> int:
             f"position mode {'hedge' if hedged else 'one-way'}, "
             f"margin adjust {'yes' if snapshot.can_adjust_margin else 'no'}"
         )
+        for warning in warnings:
+            typer.echo(scrub(f"  {label}: WARNING {warning}"))
     return failures
 
 
@@ -189,25 +236,32 @@ def plan(
         typer.echo(f"error: --account {account}: not in the config ({', '.join(names)})", err=True)
         raise typer.Exit(2)
     results = asyncio.run(_plan_accounts(settings, account))
+    # An error quoted by a venue may carry a credential in any form: scrubbed at print.
+    scrub = Redactor(settings.secrets())
     if as_json:
-        typer.echo(json.dumps(results, indent=2, default=_json_default))
+        typer.echo(scrub(json.dumps(results, indent=2, default=_json_default)))
         return
     for result in results:
-        typer.echo(f"{result['account']}: {result['summary']}")
+        typer.echo(scrub(f"{result['account']}: {result['summary']}"))
         for line in result["actions"]:
-            typer.echo(f"  - {line['what']}: {line['why']}")
+            typer.echo(scrub(f"  - {line['what']}: {line['why']}"))
         for note in result["notes"]:
-            typer.echo(f"  note: {note}")
+            typer.echo(scrub(f"  note: {note}"))
 
 
 async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    journal = await Journal.open(settings.database.url)
+    journal = await Journal.open(settings.database.url, secrets=settings.secrets())
     try:
         for account in settings.accounts:
             if only is not None and account.name != only:
                 continue
-            exchange = build_exchange(account, settings, utc_now, read_only=True)
+            try:
+                exchange = build_exchange(account, settings, utc_now, read_only=True)
+            except Exception as error:
+                results.append({"account": account.name, "actions": [], "notes": [],
+                                "summary": f"FAILED: {type(error).__name__}: {error}"})  # fmt: skip
+                continue
             service = AccountService(build_runtime(account, exchange), journal, utc_now)
             try:
                 snapshot, proposal = await service.preview()
@@ -310,7 +364,7 @@ def health_command(config: ConfigOption) -> None:
 
 
 async def _with_journal(settings: LevbotConfig, query: Callable[[Journal], Awaitable[T]]) -> T:
-    journal = await Journal.open(settings.database.url)
+    journal = await Journal.open(settings.database.url, secrets=settings.secrets())
     try:
         return await query(journal)
     finally:

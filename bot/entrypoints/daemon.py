@@ -50,7 +50,9 @@ class Daemon:
         # Signals first: a SIGTERM during start-up then means "stop once started".
         self._install_signal_handlers()
         try:
-            journal = self.journal = await Journal.open(self.config.database.url)
+            journal = self.journal = await Journal.open(
+                self.config.database.url, secrets=self.config.secrets()
+            )
         except BaseException:
             self._remove_signal_handlers()
             raise

@@ -7,7 +7,9 @@ failing. Other URLs pass through, with an async driver picked when none is named
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -26,6 +29,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # once while other jobs ran), failing the cycle. A late journal beats a failed cycle;
 # 30 s matches SQLAlchemy's wait for a pooled connection.
 BUSY_TIMEOUT_MS = 30_000
+
+# Owner-only modes for the data directory and the journal's files.
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
 
 # Sync or missing drivers, and the async driver used instead.
 _ASYNC_DRIVERS = {
@@ -40,6 +47,28 @@ def async_url(url: str | URL) -> URL:
     parsed = make_url(url)
     driver = _ASYNC_DRIVERS.get(parsed.drivername)
     return parsed if driver is None else parsed.set(drivername=driver)
+
+
+def database_problem(url: str | URL) -> str | None:
+    """Why `url` cannot open a journal here (unknown dialect, driver not installed, a
+    driver without asyncio), or None. Checked before use, so `levbot check` says it in
+    one line instead of `run` failing with a traceback."""
+    try:
+        target = async_url(url)
+        dialect = target.get_dialect()
+    except NoSuchModuleError:
+        return "unknown database dialect"
+    except (ArgumentError, ValueError):
+        # Not the error's text: it quotes the URL, password and all.
+        return "not a valid SQLAlchemy URL"
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        module = getattr(error, "name", None) or str(error)
+        return f"database driver {module} is not installed (driver {target.drivername})"
+    if not getattr(dialect, "is_async", False):
+        return f"driver {target.drivername} has no asyncio support; use an async driver"
+    return None
 
 
 def sqlite_file(url: str | URL) -> Path | None:
@@ -64,10 +93,27 @@ def build_engine(url: str | URL) -> AsyncEngine:
         # One connection, or every session would see its own empty database.
         options["poolclass"] = StaticPool
     elif target.database is not None and not target.query.get("uri"):
-        Path(target.database).parent.mkdir(parents=True, exist_ok=True)
+        _private_database_file(Path(target.database))
     engine = create_async_engine(target, **options)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _private_database_file(database: Path) -> None:
+    """The journal holds the account's whole history: its directory (when we make it)
+    is 0700 and the file 0600, whatever the umask. The file is made before SQLite opens
+    it, since SQLite gives its WAL and SHM files the database file's permissions."""
+    directory = database.parent
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(parents=True, mode=PRIVATE_DIRECTORY)
+        directory.chmod(PRIVATE_DIRECTORY)
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+    database.chmod(PRIVATE_FILE)
+    # A WAL or SHM file left by an older version keeps its mode: tightened too.
+    for suffix in ("-wal", "-shm", "-journal"):
+        sibling = database.with_name(database.name + suffix)
+        if sibling.exists():
+            sibling.chmod(PRIVATE_FILE)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
@@ -22,6 +22,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import utc_now
 from bot.domain.models import AccountSnapshot
+from bot.domain.vocabulary import AlertLevel
+from bot.redaction import Redactor
 from bot.store.action_log import ActionLog
 from bot.store.codec import (
     action_record,
@@ -56,11 +58,23 @@ logger = logging.getLogger(__name__)
 class Journal(ActionLog, AlertOutbox, OwnerControls):
     """The daemon's memory. Open with `await Journal.open(url)`; `await close()` at exit."""
 
+    # Applied at the border to text that is stored and later shown or sent (cycle errors
+    # and notes, alert texts): whatever a message quoted, no secret goes in.
+    scrub: Redactor = Redactor()
+
     @classmethod
-    async def open(cls, url: str | URL, clock: Callable[[], datetime] = utc_now) -> Journal:
+    async def open(
+        cls,
+        url: str | URL,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        secrets: Iterable[str] = (),
+    ) -> Journal:
         """Connect to `url`, migrate the schema to head, and return the journal.
 
         `clock` stamps rows whose time the caller does not give (alerts, results).
+        `secrets` (the config's credentials and tokens) are scrubbed, in every form,
+        from cycle errors and notes and from alert texts before they are stored.
         """
         engine = build_engine(url)
         try:
@@ -68,7 +82,9 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, clock)
+        journal = cls(engine, clock)
+        journal.scrub = Redactor(secrets)
+        return journal
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -131,12 +147,16 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         values = {
             "status": CycleStatus(status).value,
             "finished_at": self._now(at),
-            "notes": json.dumps(list(notes)),
-            "error": error,
+            "notes": json.dumps([self.scrub(note) for note in notes]),
+            "error": None if error is None else self.scrub(error),
         }
         async with self._session() as session:
             await session.exec(update(CycleRow).where(col(CycleRow.id) == cycle_id).values(values))
             await session.commit()
+
+    async def enqueue_alert(self, level: AlertLevel, text: str, at: datetime | None = None) -> int:
+        """Queue an alert (its text scrubbed of secrets), due at once. Returns its id."""
+        return await super().enqueue_alert(level, self.scrub(text), at)
 
     async def close_interrupted_cycles(
         self, account: str, at: datetime, keep: int | None = None

@@ -118,6 +118,7 @@ def domain_files() -> list[Path]:
 LAYERS: dict[str, int] = {
     "bot.domain": 0,
     "bot.clock": 1,
+    "bot.redaction": 1,
     "bot.exchange": 2,
     "bot.store": 3,
     "bot.app": 4,

@@ -30,6 +30,7 @@ from bot.domain.models import MarginMode, Side
 from bot.domain.targets import Policy, Prefer, Target, TargetError, Targets
 from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.exchange.sim.markets import binance_usdm_markets
+from bot.exchange.sim.prices import PriceFileError, load_prices
 
 if TYPE_CHECKING:
     from bot.exchange.ccxt.profiles import ExchangeProfile as ExchangeProfileDeclaration
@@ -39,6 +40,13 @@ CollateralSource = Literal["spot", "funding"]
 
 SIMULATED: Final = "sim"
 BUILTIN_FEED: Final = "builtin"
+
+# Bounds on numbers (each named in its field's comment and in the README): past them a
+# value is a typo, and some (1e20 seconds) overflow timedelta or the scheduler.
+DAY_SECONDS: Final = 86_400
+MAX_LEVERAGE: Final = Decimal(200)
+MAX_MONEY: Final = Decimal("1e12")
+MAX_SIM_MONEY: Final = Decimal("1e9")
 
 
 def venue_profiles() -> Mapping[str, type[ExchangeProfileDeclaration]]:
@@ -87,9 +95,10 @@ class ConfigTable(BaseModel):
 class TargetConfig(ConfigTable):
     """A leverage target `T` and its band `min < T < max` (DESIGN.md §2)."""
 
-    leverage: Decimal
-    min: Decimal
-    max: Decimal
+    # Bounds: leverage, min and max in (0, 200] (no venue offers more than 200x).
+    leverage: Decimal = Field(le=MAX_LEVERAGE)
+    min: Decimal = Field(le=MAX_LEVERAGE)
+    max: Decimal = Field(le=MAX_LEVERAGE)
     emergency_margin_ratio: Decimal = Decimal("0.8")
     emergency_liquidation_distance: Decimal | None = None
 
@@ -117,11 +126,14 @@ class PolicyConfig(ConfigTable):
     prefer: Prefer = Prefer.COLLATERAL
     release_excess: bool = False
     allow_increase: bool = False
-    max_order_notional: Decimal | None = None
-    cooldown_seconds: float = 300.0
-    daily_transfer_cap: Decimal | None = None
-    source_floor: Decimal = Decimal(0)
-    max_snapshot_age_seconds: float = 120.0
+    # Money bounds: at most 1e12 (a larger figure is a typo, and breaks no sum below it).
+    max_order_notional: Decimal | None = Field(default=None, le=MAX_MONEY)
+    # 0 to 86400 (one day); the domain's Policy refuses a negative one.
+    cooldown_seconds: float = Field(default=300.0, le=DAY_SECONDS, allow_inf_nan=False)
+    daily_transfer_cap: Decimal | None = Field(default=None, le=MAX_MONEY)
+    source_floor: Decimal = Field(default=Decimal(0), le=MAX_MONEY)
+    # (0, 86400]; the domain's Policy refuses 0 and below.
+    max_snapshot_age_seconds: float = Field(default=120.0, le=DAY_SECONDS, allow_inf_nan=False)
     slippage_allowance: Decimal = Decimal("0.0005")
 
     @model_validator(mode="after")
@@ -159,14 +171,15 @@ class SimConfig(ConfigTable):
     feed: Literal["builtin"] | Path = BUILTIN_FEED
     symbol: Symbol = "BTC/USDT:USDT"
     side: Side = Side.LONG
-    equity: Decimal = Field(default=Decimal(10000), gt=0)
-    reserve: Decimal = Field(default=Decimal(0), ge=0)
-    # Opening leverage; in a file, defaults to the account's target leverage.
-    leverage: Decimal = Field(gt=0)
+    # (0, 1e9] and [0, 1e9]: a paper account, not the world's money supply.
+    equity: Decimal = Field(default=Decimal(10000), gt=0, le=MAX_SIM_MONEY)
+    reserve: Decimal = Field(default=Decimal(0), ge=0, le=MAX_SIM_MONEY)
+    # Opening leverage, (0, 200]; in a file, defaults to the account's target leverage.
+    leverage: Decimal = Field(gt=0, le=MAX_LEVERAGE)
     # In a file, defaults to the account's margin_mode.
     margin_mode: MarginMode = MarginMode.CROSS
-    # Wall-clock seconds per replayed bar (the speed-up).
-    bar_seconds: float = Field(default=2.0, gt=0)
+    # Wall-clock seconds per replayed bar (the speed-up), 0.01 to 86400.
+    bar_seconds: float = Field(default=2.0, ge=0.01, le=DAY_SECONDS, allow_inf_nan=False)
     fee: Decimal = Field(default=Decimal("0.0005"), ge=0, lt=Decimal("0.1"))
     slippage: Decimal = Field(default=Decimal("0.0005"), ge=0, lt=Decimal("0.1"))
     # Restart the feed at its end instead of holding the last price.
@@ -185,6 +198,12 @@ class SimConfig(ConfigTable):
             path = base_dir / path
         if not path.is_file():
             raise ValueError(f"price file not found: {path}")
+        # Read now: a binary, empty or one-bar file is a config problem, not a traceback
+        # when the paper exchange starts.
+        try:
+            load_prices(path)
+        except PriceFileError as error:
+            raise ValueError(str(error)) from None
         return path
 
     @field_validator("symbol")
@@ -212,9 +231,11 @@ class AccountConfig(ConfigTable):
     collateral_source: CollateralSource = "spot"
     # Rewrites the scheme and host of every ccxt API URL (a proxy, or a loopback fake).
     api_base_url: str | None = None
-    interval_seconds: int = Field(default=60, ge=1)
-    # Alert "exchange unreachable" after this many failed cycles in a row.
-    unreachable_alert_after: int = Field(default=3, ge=1)
+    # 1 to 86400 (one day): a longer interval is no protection, and the scheduler's
+    # timers overflow on absurd ones.
+    interval_seconds: int = Field(default=60, ge=1, le=DAY_SECONDS)
+    # Alert "exchange unreachable" after this many failed cycles in a row (1 to 1000).
+    unreachable_alert_after: int = Field(default=3, ge=1, le=1000)
     # Symbols to act on; empty means every open position. Every position sharing the
     # collateral counts in the account's leverage and margin ratio either way.
     symbols: tuple[Symbol, ...] = ()

@@ -17,6 +17,12 @@ from bot.app.config.levbot import LevbotConfig
 from bot.app.config.problems import ConfigError, Loc, problem_lines, render_path
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The deepest a real config nests is accounts[i].symbol_targets["S"].max (4 levels).
+MAX_DEPTH = 16
+# No field takes a number near 1e30 (or a non-zero one below 1e-30): refused before the
+# field's own bound is even asked.
+MAX_EXPONENT = 30
+MAX_NUMBER: int = 10**MAX_EXPONENT
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> LevbotConfig:
@@ -27,6 +33,9 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LevbotConfi
     overrides the environment.
     """
     raw = _read_toml(path)
+    shape = _shape_problems(raw)
+    if shape:
+        raise ConfigError(path, shape)
     variables = _variables(path, os.environ if env is None else env)
     unset: list[tuple[Loc, str]] = []
     expanded = _expand(raw, (), variables, unset)
@@ -56,6 +65,43 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(path, [f"invalid TOML: {error}"]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        message = f"arrays or tables nested more than {MAX_DEPTH} levels deep"
+        raise ConfigError(path, [f"{render_path(())}: {message}"]) from None
+    except ValueError as error:
+        # An integer literal longer than Python's int-from-string limit (4,300 digits).
+        raise ConfigError(path, [f"invalid TOML: {error}"]) from None
+
+
+def _shape_problems(raw: dict[str, Any]) -> list[str]:
+    """Nesting deeper than any real config, and numbers too large for any field: both
+    reported before validation, which recurses over the nesting and would build a
+    billion-digit integer from `1e999999999` before a bound could refuse it."""
+    problems: list[str] = []
+    pending: list[tuple[Loc, object]] = [((), raw)]
+    while pending:
+        loc, value = pending.pop()
+        if len(loc) > MAX_DEPTH:
+            message = f"arrays or tables nested more than {MAX_DEPTH} levels deep"
+            problems.append(f"{render_path(loc[:MAX_DEPTH])}: {message}")
+            continue
+        if isinstance(value, dict):
+            pending.extend(((*loc, key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend(((*loc, index), item) for index, item in enumerate(value))
+        elif (number := _too_large(value)) is not None:
+            problems.append(f"{render_path(loc)}: number out of range (got {number:.3e})")
+    return sorted(set(problems))
+
+
+def _too_large(value: object) -> Decimal | None:
+    """`value` as a Decimal when it is a number out of every field's range, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+        return Decimal(value)
+    if not isinstance(value, Decimal) or not value.is_finite() or value == 0:
+        return None
+    return None if -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT else value
 
 
 def _variables(path: Path, env: Mapping[str, str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import difflib
 import re
 import types
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -27,6 +28,7 @@ CREDENTIALS_KEY = "credentials"
 _HIDDEN: Any = object()
 
 _PROBLEMS = "levbot_problems"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `user:password@` in a URL, even a malformed one.
 URL_PASSWORD = re.compile(r"([^:/@\s]+:)[^@/\s]*@")
@@ -39,15 +41,28 @@ _REPHRASED = {
     "tuple_type": "must be an array",
 }
 
+# pydantic's bound checks, said shortly (`1E+9` shown as 1000000000).
+_BOUNDS = {
+    "greater_than": "must be greater than",
+    "greater_than_equal": "must be at least",
+    "less_than": "must be less than",
+    "less_than_equal": "must be at most",
+}
+
 
 class ConfigError(Exception):
     """The config cannot be used. `problems` holds one line per problem."""
 
     def __init__(self, source: Path, problems: Sequence[str]) -> None:
         self.source = source
-        self.problems = tuple(problems)
+        # One line each, whatever a key or value held (a newline, a terminal escape).
+        self.problems = tuple(_CONTROL.sub(_escape, problem) for problem in problems)
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         super().__init__(f"{source}: {len(self.problems)} problem(s):\n{lines}")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 def raise_problems(found: Sequence[tuple[Loc, str, object]]) -> None:
@@ -80,6 +95,14 @@ def _describe(detail: ErrorDetails, root: type[BaseModel]) -> list[tuple[Loc, st
         return [(loc, _REPHRASED[kind], value)]
     if kind == "value_error":
         return [(loc, str(ctx["error"]), value)]
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        shown = (
+            f"{bound:g}" if isinstance(bound, float)
+            else f"{bound:f}" if isinstance(bound, Decimal)
+            else str(bound)
+        )  # fmt: skip
+        return [(loc, f"{_BOUNDS[kind]} {shown}", value)]
     if kind == "too_short":
         return [(loc, f"must have at least {ctx['min_length']} item(s)", value)]
     return [(loc, detail["msg"].replace("Input should be", "must be"), value)]

@@ -254,6 +254,18 @@ class CcxtExchange:
             into_derivatives=into_derivatives,
         )
 
+    async def key_warnings(self) -> list[str]:
+        """What the API key may do that it should not, or may not do that the bot needs
+        (for `levbot check`); [] where the venue does not tell. A failed look is one
+        warning line, never an error: the key's reach is advice, not a reason to stop."""
+        try:
+            with translated(self._secrets):
+                return await self.profile.key_warnings(self._exchange, self.settings)
+        except CapabilityMissing:
+            return []
+        except ExchangeError as error:
+            return [f"could not read the API key's permissions: {error}"]
+
     async def close(self) -> None:
         self._exchange.logger.removeFilter(self._log_filter)
         # Each close waits ccxt's timeout_on_exit (250 ms) for TLS transports: together.

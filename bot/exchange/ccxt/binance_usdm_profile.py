@@ -189,6 +189,33 @@ class BinanceUsdmProfile(ExchangeProfile):
             for symbol, rows in brackets.items()
         }
 
+    async def key_warnings(self, exchange: Ccxt, settings: CcxtSettings) -> list[str]:
+        # GET /sapi/v1/account/apiRestrictions: what the key may do, as Binance holds it.
+        found: Mapping[str, Any] = await exchange.sapiGetAccountApiRestrictions()
+        warnings: list[str] = []
+        if found.get("enableWithdrawals") is not False:
+            warnings.append(
+                "the API key can withdraw funds: turn withdrawals off (levbot never withdraws)"
+            )
+        if found.get("ipRestrict") is not True:
+            warnings.append(
+                "the API key is not restricted to trusted IPs: restrict it to this host's address"
+            )
+        if found.get("enableInternalTransfer") is True:
+            warnings.append(
+                "the API key can transfer funds to other Binance accounts (internal transfer): "
+                "turn it off"
+            )
+        if found.get("permitsUniversalTransfer") is not True:
+            warnings.append(
+                "the API key cannot move funds between wallets (Permits Universal Transfer is "
+                f"off): collateral cannot come from {settings.collateral_source}; enable it, "
+                "or the bot de-levers with orders only"
+            )
+        if found.get("enableFutures") is not True:
+            warnings.append("the API key cannot trade futures: enable futures on the key")
+        return warnings
+
     def margin_params(self, side: Side, hedged: bool) -> Params:
         return {"positionSide": side.value.upper()} if hedged else {}
 

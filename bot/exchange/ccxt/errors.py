@@ -30,14 +30,13 @@ from bot.exchange.port import (
     TemporaryError,
     UnknownSymbol,
 )
+from bot.redaction import redact as redact_all_forms
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 REDACTED = "***"
-# Shorter values are not worth scrubbing (and would mangle ordinary words).
-_MIN_SECRET_LENGTH = 4
 # Binance puts a per-request HMAC in the query string; not a key, but no use in a message.
 _SIGNATURE = re.compile(r"(signature=)[0-9a-fA-F%]+")
 
@@ -87,11 +86,9 @@ def _transport_failed(error: Exception) -> bool:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every credential value (and request signature) replaced."""
-    for secret in secrets:
-        if len(secret) >= _MIN_SECRET_LENGTH:
-            text = text.replace(secret, REDACTED)
-    return _SIGNATURE.sub(r"\g<1>" + REDACTED, text)
+    """`text` with every credential value in every form (raw, JSON-escaped,
+    URL-encoded: `bot.redaction`) and the request signature replaced."""
+    return _SIGNATURE.sub(r"\g<1>" + REDACTED, redact_all_forms(text, secrets))
 
 
 def translate(

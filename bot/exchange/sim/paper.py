@@ -8,6 +8,7 @@ killed with -9 finds its "exchange" as it left it — the same as a real venue w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -190,7 +191,10 @@ class PaperExchange:
         path = self.settings.state_file
         if path is None or self.read_only:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The data directory, as the journal makes it: owner only, whatever the umask.
+        with contextlib.suppress(FileExistsError):
+            path.parent.mkdir(parents=True, mode=0o700)
+            path.parent.chmod(0o700)
         document = {
             "version": 1,
             "started_at": self._started_at.isoformat(),
@@ -200,7 +204,11 @@ class PaperExchange:
             "transfers": _encode_transfers(self.sim.transfers),
         }
         temporary = path.with_suffix(path.suffix + ".tmp")
-        with temporary.open("w") as handle:
+        # 0600 from the first byte (an account's state is nobody else's business); the
+        # chmod covers a temporary file left by a crash with a looser mode.
+        descriptor = os.open(temporary, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with open(descriptor, "w") as handle:
             json.dump(document, handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 # one-off print. Exchanges liquidate on the mark price (an index across venues), which
 # such a print never reaches, so the wick is clamped to the neighbourhood's extreme.
 BAD_TICK_RATIO = Decimal("0.5")
+# Bounds that keep a garbled file from reaching the arithmetic: a price above 1e12 (no
+# asset trades there) overflows Decimal's context in the sums, and a timestamp past
+# year 9999 is no datetime.
+MAX_PRICE = Decimal("1e12")
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 
 class PriceFileError(ValueError):
@@ -61,7 +66,10 @@ def load_prices(path: Path) -> PriceSeries:
     """Read `timestamp,open,high,low,close,volume` CSV or freqtrade JSON candles."""
     if not path.is_file():
         raise PriceFileError(f"{path}: no such file")
-    rows = _read_json(path) if path.suffix.lower() == ".json" else _read_csv(path)
+    try:
+        rows = _read_json(path) if path.suffix.lower() == ".json" else _read_csv(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise PriceFileError(f"{path}: not a readable text file ({error})") from None
     if len(rows) < 2:
         raise PriceFileError(f"{path}: needs at least 2 candles, found {len(rows)}")
     bars = [_bar(path, where, row) for where, row in rows]
@@ -120,6 +128,8 @@ def _read_json(path: Path) -> list[tuple[str, list[str]]]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PriceFileError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise PriceFileError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, list):
         raise PriceFileError(f"{path}: expected a list of [ms, o, h, l, c, v] candles")
     rows: list[tuple[str, list[str]]] = []
@@ -146,7 +156,7 @@ def _timestamp(path: Path, where: str, text: str) -> int:
         value = float(text)
     except ValueError:
         raise PriceFileError(f"{path}: {where}: timestamp {text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMESTAMP_MS:
         raise PriceFileError(f"{path}: {where}: bad timestamp {text!r}")
     return int(value)
 
@@ -165,6 +175,8 @@ def _price(path: Path, where: str, name: str, text: str) -> Decimal:
     value = _number(path, where, name, text)
     if value <= 0:
         raise PriceFileError(f"{path}: {where}: {name} must be positive, got {text}")
+    if value > MAX_PRICE:
+        raise PriceFileError(f"{path}: {where}: {name} must be at most {MAX_PRICE:f}, got {text}")
     return value
 
 

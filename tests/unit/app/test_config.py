@@ -326,7 +326,9 @@ def test_load_config_when_sim_feed_is_relative_then_resolved_against_config_dir(
     load_text: Load, problems_of: Problems, paper_account: str, config_dir: Path
 ) -> None:
     (config_dir / "feeds").mkdir()
-    (config_dir / "feeds" / "btc.csv").write_text("timestamp,open,high,low,close,volume\n")
+    (config_dir / "feeds" / "btc.csv").write_text(
+        "timestamp,open,high,low,close,volume\n1,1,1,1,1,1\n2,1,1,1,1,1\n"
+    )
     found = paper_account.replace('feed = "builtin"', 'feed = "feeds/btc.csv"')
     missing = paper_account.replace('feed = "builtin"', 'feed = "feeds/eth.csv"')
 
@@ -494,7 +496,7 @@ def test_load_config_when_several_problems_then_all_are_listed(
     )
 
     assert problems_of(text) == (
-        "snapshot_retention_days: must be greater than or equal to 1 (got 0)",
+        "snapshot_retention_days: must be at least 1 (got 0)",
         "accounts[0].target.min: must be below leverage (3) (got 3.5)",
         "accounts[0].sim.equity: must be greater than 0 (got 0)",
         'accounts[1].settle: must be an upper-case currency code like USDT (got "usdt")',
