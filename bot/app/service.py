@@ -17,55 +17,33 @@ from decimal import Decimal
 from bot.app.alerts import LogChannel
 from bot.app.execute import run_plan
 from bot.app.journal_port import CycleJournal
+from bot.app.settlement import Settler
 from bot.clock import Clock
 from bot.domain.actions import (
-    ActionKind,
     MarginAdjustment,
     Plan,
     Rule,
-    Transfer,
     describe_action,
 )
 from bot.domain.gate import Denied, GateDecision, TradingState, gate, trading_state
 from bot.domain.leverage import ScopeMetrics
 from bot.domain.models import AccountSnapshot
-from bot.domain.outcomes import ActionOutcome, ActionStatus, OrderResult, TransferResult
+from bot.domain.outcomes import ActionOutcome, ActionStatus
 from bot.domain.planner import plan_rebalance
 from bot.domain.summary import account_metrics
 from bot.domain.targets import Policy, Targets
 from bot.domain.vocabulary import ALL_ACCOUNTS, AlertLevel, CycleStatus
 from bot.exchange.port import (
     AuthenticationError,
-    CapabilityMissing,
     Exchange,
     ExchangeError,
     TemporaryError,
 )
-from bot.store.records import PendingIntent
 
 logger = logging.getLogger(__name__)
 
 # While an emergency lasts (e.g. on a paused account), repeat its alert this often.
 EMERGENCY_REPEAT = timedelta(minutes=15)
-# Actions whose outcome was not seen are looked up for this long; older ones stay
-# `unknown` (and count as done, which only matters for today's cap and the cooldown).
-UNKNOWN_LOOKUP_WINDOW = timedelta(days=1)
-_ORDER_KINDS = (ActionKind.REDUCE_ORDER, ActionKind.INCREASE_ORDER)
-_NEVER_SENT = "never reached the exchange"
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """What a lookup made of an action whose outcome was not seen."""
-
-    status: ActionStatus
-    note: str
-    exchange_id: str | None = None
-    error: str | None = None
-    filled: Decimal | None = None
-    fill_price: Decimal | None = None
-    fee: Decimal | None = None
-    receipt: OrderResult | TransferResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +104,10 @@ class AccountService:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _reconciled: bool = False
     _emergency_alerted_at: datetime | None = None
-    # Unknown actions the venue cannot look up: the owner was told; not asked again.
-    _unresolvable: set[str] = field(default_factory=set)
+    settler: Settler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settler = Settler(self.name, self.runtime.exchange, self.journal, self.clock)
 
     @property
     def name(self) -> str:
@@ -185,8 +165,8 @@ class AccountService:
         if interrupted:
             notes.append(f"{interrupted} cycle(s) interrupted by the previous process")
         for intent in await self.journal.pending_intents(self.name):
-            notes.append(await self._settle(intent, interrupted=True))
-        notes.extend(await self._settle_unknown())
+            notes.append(await self.settler.settle(intent, interrupted=True))
+        notes.extend(await self.settler.settle_unknown())
         if notes:
             await self.journal.enqueue_alert(
                 AlertLevel.WARNING,
@@ -194,91 +174,6 @@ class AccountService:
             )
         self._reconciled = True
         return notes
-
-    async def _settle_unknown(self) -> list[str]:
-        """Look up the actions journaled `unknown` (lately) that the venue can look up."""
-        since = self.clock() - UNKNOWN_LOOKUP_WINDOW
-        notes: list[str] = []
-        for intent in await self.journal.unknown_intents(self.name, since):
-            if intent.client_id in self._unresolvable:
-                continue
-            try:
-                notes.append(await self._settle(intent, interrupted=False))
-            except AuthenticationError:
-                raise
-            except ExchangeError as error:
-                # Asked again next cycle; the action keeps counting as done meanwhile.
-                logger.warning("%s: cannot look up %s yet: %s", self.name, intent.client_id, error)
-        return notes
-
-    async def _settle(self, intent: PendingIntent, *, interrupted: bool) -> str:
-        """Look `intent` up at the venue, journal what it found, and say it in a line."""
-        try:
-            settled = await self._look_up(intent, after_the_fact=True)
-        except CapabilityMissing:
-            settled = None
-        if settled is None:
-            self._unresolvable.add(intent.client_id)
-            how = "interrupted" if interrupted else "sent, reply lost"
-            note = (
-                f"{intent.client_id}: {intent.kind.value} {how}, outcome unknown "
-                "(counted as done for the cooldown and the daily cap)"
-            )
-            if not interrupted:
-                return note  # already journaled unknown, with the error that made it so
-            settled = Settlement(
-                ActionStatus.UNKNOWN, note, error="interrupted; effect read from balances"
-            )
-        await self.journal.resolve_intent(
-            intent.client_id, settled.status, exchange_id=settled.exchange_id,
-            error=settled.error, filled=settled.filled, fill_price=settled.fill_price,
-            fee=settled.fee,
-        )  # fmt: skip
-        return settled.note
-
-    async def _look_up(self, intent: PendingIntent, *, after_the_fact: bool) -> Settlement | None:
-        """What the venue knows of `intent`. Raises `CapabilityMissing` where it cannot say.
-
-        `after_the_fact` (a later cycle, or a new process): not found means the write
-        never reached the venue. Right after a lost reply it may still be on its way,
-        so then not found settles nothing (None).
-        """
-        cid = intent.client_id
-        exchange = self.runtime.exchange
-        if intent.kind in _ORDER_KINDS:
-            order = await exchange.fetch_order_by_client_id(intent.symbol or "", cid)
-            if order is None:
-                if not after_the_fact:
-                    return None
-                return Settlement(
-                    ActionStatus.FAILED, f"{cid}: order {_NEVER_SENT}", error=_NEVER_SENT
-                )
-            if (nothing := order.did_nothing) is not None:
-                return Settlement(
-                    ActionStatus.FAILED, f"{cid}: {nothing}", order.exchange_id, nothing,
-                    receipt=order,
-                )  # fmt: skip
-            return Settlement(
-                ActionStatus.OK, f"{cid}: order found ({order.status.value})", order.exchange_id,
-                filled=order.filled, fill_price=order.average_price, fee=order.fee,
-                receipt=order,
-            )  # fmt: skip
-        if intent.kind not in (ActionKind.TRANSFER_IN, ActionKind.TRANSFER_OUT):
-            raise CapabilityMissing("margin changes carry no client id to look them up by")
-        transfer = await exchange.fetch_transfer(
-            cid, intent.symbol, intent.amount,
-            intent.kind is ActionKind.TRANSFER_IN, intent.created_at,
-        )  # fmt: skip
-        if transfer is None:
-            if not after_the_fact:
-                return None
-            return Settlement(
-                ActionStatus.FAILED, f"{cid}: transfer {_NEVER_SENT}", error=_NEVER_SENT
-            )
-        return Settlement(
-            ActionStatus.OK, f"{cid}: transfer found", transfer.transfer_id,
-            filled=transfer.amount, receipt=transfer,
-        )  # fmt: skip
 
     async def _cycle(self) -> CycleReport:
         started = self.clock()
@@ -362,7 +257,7 @@ class AccountService:
         if not self._reconciled:
             await self.reconcile(cycle_id)
         else:
-            settled = await self._settle_unknown()
+            settled = await self.settler.settle_unknown()
             if settled:
                 await self.journal.enqueue_alert(
                     AlertLevel.WARNING,
@@ -407,7 +302,7 @@ class AccountService:
                         exchange, redecision.plan(replan), new_client_id, recorder
                     )
                     outcomes.extend(again.outcomes)
-            outcomes = await self._look_up_unknown(outcomes, started)
+            outcomes = await self.settler.look_up_unknown(outcomes, started)
 
         after = before
         if outcomes:
@@ -466,43 +361,6 @@ class AccountService:
                 f"[{self.name}] the venue cannot do these, so the bot de-levers with "
                 "reduce-only orders instead until a restart:\n" + "\n".join(lines),
             )
-
-    async def _look_up_unknown(
-        self, outcomes: list[ActionOutcome], sent_after: datetime
-    ) -> list[ActionOutcome]:
-        """This cycle's actions whose reply was lost, looked up before the verify snapshot:
-        found ones are settled now; the rest stay unknown (looked up again next cycle,
-        except where the venue cannot look them up: they count as done)."""
-        settled: list[ActionOutcome] = []
-        for outcome in outcomes:
-            if outcome.status is not ActionStatus.UNKNOWN:
-                settled.append(outcome)
-                continue
-            try:
-                found = await self._look_up(_intent_of(outcome, sent_after), after_the_fact=False)
-            except CapabilityMissing:
-                self._unresolvable.add(outcome.client_id)
-                found = None
-            except AuthenticationError:
-                raise
-            except ExchangeError as error:
-                logger.warning("%s: cannot look up %s: %s", self.name, outcome.client_id, error)
-                found = None
-            if found is None:
-                settled.append(outcome)
-                continue
-            await self.journal.resolve_intent(
-                outcome.client_id, found.status, exchange_id=found.exchange_id,
-                error=found.error, filled=found.filled, fill_price=found.fill_price,
-                fee=found.fee,
-            )  # fmt: skip
-            receipt = found.receipt
-            settled.append(
-                ActionOutcome.of(outcome.action, outcome.client_id, receipt)
-                if receipt is not None
-                else ActionOutcome.failed(outcome.action, outcome.client_id, found.error or "")
-            )
-        return settled
 
     async def _record(
         self, snapshot: AccountSnapshot, metrics: ScopeMetrics, cycle_id: int
@@ -568,21 +426,6 @@ class AccountService:
                 AlertLevel.WARNING,
                 f"[{self.name}] {describe_action(outcome.action)} FAILED: {outcome.error}",
             )
-
-
-def _intent_of(outcome: ActionOutcome, sent_after: datetime) -> PendingIntent:
-    """The journaled intent of one of this cycle's outcomes, as a lookup needs it."""
-    action = outcome.action
-    return PendingIntent(
-        client_id=outcome.client_id,
-        kind=action.kind,
-        symbol=action.currency if isinstance(action, Transfer) else action.symbol,
-        side=None,
-        amount=action.amount,
-        created_at=sent_after,
-        cycle_id=None,
-        hedged=False,
-    )
 
 
 # How a cycle that ran to the end is journaled, by the account's state.

@@ -1,0 +1,192 @@
+"""Settling actions whose outcome the bot did not see (DESIGN.md §4, §11).
+
+A write interrupted by a crash (`pending`) or whose reply was lost (`unknown`) is looked
+up at the venue: orders by client id, transfers where the venue can say
+(`Exchange.fetch_transfer`). What the venue cannot look up stays `unknown`, counts as
+done for the cooldown and the daily cap, and the owner is told once. Nothing is resent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from bot.app.journal_port import CycleJournal
+from bot.clock import Clock
+from bot.domain.actions import ActionKind, Transfer
+from bot.domain.outcomes import ActionOutcome, ActionStatus, OrderResult, TransferResult
+from bot.exchange.port import AuthenticationError, CapabilityMissing, Exchange, ExchangeError
+from bot.store.records import PendingIntent
+
+logger = logging.getLogger(__name__)
+
+# Actions whose outcome was not seen are looked up for this long; older ones stay
+# `unknown` (and count as done, which only matters for today's cap and the cooldown).
+UNKNOWN_LOOKUP_WINDOW = timedelta(days=1)
+_ORDER_KINDS = (ActionKind.REDUCE_ORDER, ActionKind.INCREASE_ORDER)
+_NEVER_SENT = "never reached the exchange"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a lookup made of an action whose outcome was not seen."""
+
+    status: ActionStatus
+    note: str
+    exchange_id: str | None = None
+    error: str | None = None
+    filled: Decimal | None = None
+    fill_price: Decimal | None = None
+    fee: Decimal | None = None
+    receipt: OrderResult | TransferResult | None = None
+
+
+@dataclass(slots=True)
+class Settler:
+    """Looks up one account's unseen outcomes and journals what the venue says."""
+
+    name: str
+    exchange: Exchange
+    journal: CycleJournal
+    clock: Clock
+    # Unknown actions the venue cannot look up: the owner was told; not asked again.
+    unresolvable: set[str] = field(default_factory=set)
+
+    async def settle_unknown(self) -> list[str]:
+        """Look up the actions journaled `unknown` (lately) that the venue can look up."""
+        since = self.clock() - UNKNOWN_LOOKUP_WINDOW
+        notes: list[str] = []
+        for intent in await self.journal.unknown_intents(self.name, since):
+            if intent.client_id in self.unresolvable:
+                continue
+            try:
+                notes.append(await self.settle(intent, interrupted=False))
+            except AuthenticationError:
+                raise
+            except ExchangeError as error:
+                # Asked again next cycle; the action keeps counting as done meanwhile.
+                logger.warning("%s: cannot look up %s yet: %s", self.name, intent.client_id, error)
+        return notes
+
+    async def settle(self, intent: PendingIntent, *, interrupted: bool) -> str:
+        """Look `intent` up at the venue, journal what it found, and say it in a line."""
+        try:
+            settled = await self.look_up(intent, after_the_fact=True)
+        except CapabilityMissing:
+            settled = None
+        if settled is None:
+            self.unresolvable.add(intent.client_id)
+            how = "interrupted" if interrupted else "sent, reply lost"
+            note = (
+                f"{intent.client_id}: {intent.kind.value} {how}, outcome unknown "
+                "(counted as done for the cooldown and the daily cap)"
+            )
+            if not interrupted:
+                return note  # already journaled unknown, with the error that made it so
+            settled = Settlement(
+                ActionStatus.UNKNOWN, note, error="interrupted; effect read from balances"
+            )
+        await self.journal.resolve_intent(
+            intent.client_id, settled.status, exchange_id=settled.exchange_id,
+            error=settled.error, filled=settled.filled, fill_price=settled.fill_price,
+            fee=settled.fee,
+        )  # fmt: skip
+        return settled.note
+
+    async def look_up(self, intent: PendingIntent, *, after_the_fact: bool) -> Settlement | None:
+        """What the venue knows of `intent`. Raises `CapabilityMissing` where it cannot say.
+
+        `after_the_fact` (a later cycle, or a new process): not found means the write
+        never reached the venue. Right after a lost reply it may still be on its way,
+        so then not found settles nothing (None).
+        """
+        cid = intent.client_id
+        exchange = self.exchange
+        if intent.kind in _ORDER_KINDS:
+            order = await exchange.fetch_order_by_client_id(intent.symbol or "", cid)
+            if order is None:
+                if not after_the_fact:
+                    return None
+                return Settlement(
+                    ActionStatus.FAILED, f"{cid}: order {_NEVER_SENT}", error=_NEVER_SENT
+                )
+            if (nothing := order.did_nothing) is not None:
+                return Settlement(
+                    ActionStatus.FAILED, f"{cid}: {nothing}", order.exchange_id, nothing,
+                    receipt=order,
+                )  # fmt: skip
+            return Settlement(
+                ActionStatus.OK, f"{cid}: order found ({order.status.value})", order.exchange_id,
+                filled=order.filled, fill_price=order.average_price, fee=order.fee,
+                receipt=order,
+            )  # fmt: skip
+        if intent.kind not in (ActionKind.TRANSFER_IN, ActionKind.TRANSFER_OUT):
+            raise CapabilityMissing("margin changes carry no client id to look them up by")
+        transfer = await exchange.fetch_transfer(
+            cid, intent.symbol, intent.amount,
+            intent.kind is ActionKind.TRANSFER_IN, intent.created_at,
+        )  # fmt: skip
+        if transfer is None:
+            if not after_the_fact:
+                return None
+            return Settlement(
+                ActionStatus.FAILED, f"{cid}: transfer {_NEVER_SENT}", error=_NEVER_SENT
+            )
+        return Settlement(
+            ActionStatus.OK, f"{cid}: transfer found", transfer.transfer_id,
+            filled=transfer.amount, receipt=transfer,
+        )  # fmt: skip
+
+    async def look_up_unknown(
+        self, outcomes: list[ActionOutcome], sent_after: datetime
+    ) -> list[ActionOutcome]:
+        """This cycle's actions whose reply was lost, looked up before the verify snapshot:
+        found ones are settled now; the rest stay unknown (looked up again next cycle,
+        except where the venue cannot look them up: they count as done)."""
+        settled: list[ActionOutcome] = []
+        for outcome in outcomes:
+            if outcome.status is not ActionStatus.UNKNOWN:
+                settled.append(outcome)
+                continue
+            try:
+                found = await self.look_up(_intent_of(outcome, sent_after), after_the_fact=False)
+            except CapabilityMissing:
+                self.unresolvable.add(outcome.client_id)
+                found = None
+            except AuthenticationError:
+                raise
+            except ExchangeError as error:
+                logger.warning("%s: cannot look up %s: %s", self.name, outcome.client_id, error)
+                found = None
+            if found is None:
+                settled.append(outcome)
+                continue
+            await self.journal.resolve_intent(
+                outcome.client_id, found.status, exchange_id=found.exchange_id,
+                error=found.error, filled=found.filled, fill_price=found.fill_price,
+                fee=found.fee,
+            )  # fmt: skip
+            receipt = found.receipt
+            settled.append(
+                ActionOutcome.of(outcome.action, outcome.client_id, receipt)
+                if receipt is not None
+                else ActionOutcome.failed(outcome.action, outcome.client_id, found.error or "")
+            )
+        return settled
+
+
+def _intent_of(outcome: ActionOutcome, sent_after: datetime) -> PendingIntent:
+    """The journaled intent of one of this cycle's outcomes, as a lookup needs it."""
+    action = outcome.action
+    return PendingIntent(
+        client_id=outcome.client_id,
+        kind=action.kind,
+        symbol=action.currency if isinstance(action, Transfer) else action.symbol,
+        side=None,
+        amount=action.amount,
+        created_at=sent_after,
+        cycle_id=None,
+        hedged=False,
+    )
