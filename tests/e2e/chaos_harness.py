@@ -275,7 +275,7 @@ async def judge(journal: Journal, venue: VenueProcess) -> Verdict:
     _check_transfers(actions, record["transfers"], verdict)
     _check_unique(actions, verdict)
     snapshots = await journal.snapshots_since(ACCOUNT, datetime(2000, 1, 1, tzinfo=UTC))
-    _check_acting_snapshots(actions, snapshots, record, venue.account(), verdict)
+    _check_snapshots(actions, snapshots, record, venue.account(), verdict)
     by_status = Counter(f"{a.kind.value}:{a.status.value}" for a in actions)
     verdict.figures.update(
         {
@@ -374,27 +374,29 @@ def _check_unique(actions: list[ActionRecord], v: Verdict) -> None:
             v.mismatches.append(f"client id {client_id} journaled {count} times")
 
 
-def _check_acting_snapshots(
+def _check_snapshots(
     actions: list[ActionRecord],
     snapshots: list[SnapshotRecord],
     record: dict[str, Any],
     account: dict[str, Any],
     v: Verdict,
 ) -> None:
-    """Every cycle that acted planned on what the venue really held: the spot wallet and the
-    position size it journaled match the venue's (rebuilt from its record) at that time."""
-    by_cycle = {s.cycle_id: s for s in snapshots if s.cycle_id is not None}
+    """Every journaled snapshot shows what the venue really held then: its spot wallet and
+    position size match the venue's, rebuilt from its record. The first snapshot of a
+    cycle is the one the cycle planned on: a wrong one there means it acted on garbage."""
     reduced = sum((Decimal(o["amount"]) for o in record["orders"]), Decimal(0))
     positions = account["state"]["positions"]
-    now_contracts = sum((Decimal(p["contracts"]) for p in positions), Decimal(0))
-    initial_contracts = now_contracts + reduced
+    initial_contracts = reduced + sum((Decimal(p["contracts"]) for p in positions), Decimal(0))
     acting = {a.cycle_id for a in actions if a.cycle_id is not None}
-    v.figures["acting cycles checked against the venue"] = len(acting)
-    for cycle_id in sorted(acting):
-        snapshot = by_cycle.get(cycle_id)
-        if snapshot is None:
-            v.mismatches.append(f"cycle {cycle_id} acted without a journaled snapshot")
-            continue
+    planned_on: dict[int, SnapshotRecord] = {}
+    for snapshot in sorted(snapshots, key=lambda s: s.taken_at):
+        if snapshot.cycle_id is not None:
+            planned_on.setdefault(snapshot.cycle_id, snapshot)
+    v.figures["acting cycles checked against the venue"] = len(acting & planned_on.keys())
+    v.figures["snapshots checked against the venue"] = len(snapshots)
+    for cycle_id in sorted(acting - planned_on.keys()):
+        v.mismatches.append(f"cycle {cycle_id} acted without a journaled snapshot")
+    for snapshot in snapshots:
         at = _ms(snapshot.taken_at)
         spot = RESERVE + sum(
             (
@@ -407,16 +409,18 @@ def _check_acting_snapshots(
         contracts = initial_contracts - sum(
             (Decimal(o["amount"]) for o in record["orders"] if o["time"] < at), Decimal(0)
         )
-        if snapshot.source_balance is not None and abs(snapshot.source_balance - spot) > 1:
-            v.mismatches.append(
-                f"cycle {cycle_id} acted on a spot wallet of {snapshot.source_balance}; "
-                f"the venue held {spot}"
-            )
         seen = sum((p.contracts for p in snapshot.positions), Decimal(0))
+        wrong = []
+        if snapshot.source_balance is not None and abs(snapshot.source_balance - spot) > 1:
+            wrong.append(f"a spot wallet of {snapshot.source_balance} (the venue held {spot})")
         if seen != contracts:
-            v.mismatches.append(
-                f"cycle {cycle_id} acted on {seen} contracts; the venue held {contracts}"
-            )
+            wrong.append(f"{seen} contracts (the venue held {contracts})")
+        if not wrong:
+            continue
+        cycle = snapshot.cycle_id
+        acted = cycle in acting and planned_on.get(cycle) is snapshot
+        verb = "acted on" if acted else "journaled"
+        v.mismatches.append(f"cycle {cycle} {verb} {' and '.join(wrong)}")
 
 
 def _longest_streak(cycles: list[CycleRecord]) -> int:
