@@ -386,6 +386,10 @@ class CcxtExchange:
                     )
                     self._source_missing_logged = True
                 return None, False
+            source = self.settings.collateral_source
+            problem = self.profile.verify_source(verify.balance_reply(balance, source), source)
+            if problem is not None:
+                raise UnverifiedData(problem)
             with translated(self._secrets):
                 return _source_wallet(balance, self.settings.settle), False
         except ExchangeError as error:

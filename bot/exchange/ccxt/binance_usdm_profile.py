@@ -94,6 +94,17 @@ class BinanceUsdmProfile(ExchangeProfile):
             number(asset.get("maxWithdrawAmount"), f"account: {settle} maxWithdrawAmount"),
         )
 
+    def verify_source(self, balance: Mapping[str, Any], source: CollateralSource) -> str | None:
+        # Spot (/api/v3/account): an object whose `balances` lists every coin held (zero
+        # ones may be left out). Funding (get-funding-asset): the list itself.
+        info = balance.get("info")
+        rows = info.get("balances") if isinstance(info, Mapping) else info
+        if not isinstance(rows, list):
+            return f"{source} wallet: the reply has no list of balances"
+        if not all(isinstance(row, Mapping) and isinstance(row.get("asset"), str) for row in rows):
+            return f"{source} wallet: a balance row names no coin"
+        return None
+
     def verify_account(
         self, balance: Mapping[str, Any], positions: Sequence[Mapping[str, Any]], settle: str
     ) -> str | None:

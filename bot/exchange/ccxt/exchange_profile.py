@@ -183,6 +183,12 @@ class ExchangeProfile:
             number(entry.get("free"), f"balance: {settle} free", signed=True),
         )
 
+    def verify_source(self, balance: Mapping[str, Any], source: CollateralSource) -> str | None:
+        """Why the source wallet's reply is not the complete document the venue sends, or
+        None. A coin missing from a complete reply is a zero balance; a reply missing the
+        list itself (or rows without their coin) is garbled, and the balance unknown."""
+        return None
+
     def verify_account(
         self, balance: Mapping[str, Any], positions: Sequence[Mapping[str, Any]], settle: str
     ) -> str | None:

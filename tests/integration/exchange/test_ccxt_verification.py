@@ -142,8 +142,8 @@ async def test_snapshot_when_binance_wallet_balance_is_absurd_then_unverified(
 
 @pytest.mark.parametrize(
     "body",
-    ["TRUNCATED", {}, "NEGATIVE", "HUGE", "ERROR"],
-    ids=["truncated", "empty", "negative", "absurd", "http-500"],
+    ["TRUNCATED", {}, "NEGATIVE", "HUGE", "ERROR", "NO_BALANCES", "ROW_WITHOUT_ASSET"],
+    ids=["truncated", "empty", "negative", "absurd", "http-500", "no-balances", "no-asset"],
 )
 async def test_snapshot_when_binance_spot_wallet_unreadable_then_source_unknown_not_zero(
     venue: LoopbackVenue, body: Any
@@ -160,6 +160,13 @@ async def test_snapshot_when_binance_spot_wallet_unreadable_then_source_unknown_
         venue.reply("GET", SPOT, spot)
     elif body == "ERROR":
         venue.reply("GET", SPOT, {"code": -1000, "msg": "An unknown error occured"}, status=500)
+    elif body == "NO_BALANCES":
+        # Found by the chaos run: the account object without its balances list read as 0.
+        del spot["balances"]
+        venue.reply("GET", SPOT, spot)
+    elif body == "ROW_WITHOUT_ASSET":
+        del spot["balances"][1]["asset"]
+        venue.reply("GET", SPOT, spot)
     else:
         venue.reply("GET", SPOT, body)
     async with adapter_for("binanceusdm", venue) as exchange:
