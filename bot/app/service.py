@@ -194,9 +194,18 @@ class AccountService:
             logger.exception("%s: cycle failed unexpectedly", self.name)
             self._reconciled = False
             report = await self._failed(started, error)
-        await self.journal.finish_cycle(
-            cycle_id, report.status, report.finished_at, list(report.notes), report.error
-        )
+        try:
+            await self.journal.finish_cycle(
+                cycle_id, report.status, report.finished_at, list(report.notes), report.error
+            )
+        except Exception as error:
+            # The cycle ran; only its end could not be written (the next process closes it
+            # as interrupted). Said loudly, straight to the log, never raised.
+            what = f"{type(error).__name__}: {error}"
+            logger.exception("%s: cannot journal the end of cycle %s", self.name, cycle_id)
+            await LogChannel().deliver(
+                AlertLevel.CRITICAL, f"[{self.name}] journal unavailable at a cycle's end: {what}"
+            )
         return report
 
     async def _halt(
@@ -316,12 +325,17 @@ class AccountService:
         if state is TradingState.DRY_RUN and not decision.denied:
             status = CycleStatus.OK
         # A step the venue cannot do was planned around, not failed (told separately).
-        if any(not o.ok for o in outcomes if o not in unsupported):
+        unfinished = [o for o in outcomes if not o.ok and o not in unsupported]
+        error = None
+        if unfinished:
             status = CycleStatus.FAILED
+            error = "; ".join(
+                f"{o.action.kind.value} {o.status.value}: {o.error}" for o in unfinished
+            )
         await self._succeeded()
         return CycleReport(
             self.name, started, self.clock(), status, plan, tuple(outcomes), decision.denied,
-            before, after, tuple(notes),
+            before, after, tuple(notes), error,
         )  # fmt: skip
 
     async def _succeeded(self) -> None:

@@ -158,6 +158,10 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         """Queue an alert (its text scrubbed of secrets), due at once. Returns its id."""
         return await super().enqueue_alert(level, self.scrub(text), at)
 
+    async def mark_alert_failed(self, alert_id: int, error: str, retry_at: datetime) -> None:
+        """Keep the delivery error (scrubbed: a channel's error may quote its own URL)."""
+        await super().mark_alert_failed(alert_id, self.scrub(error), retry_at)
+
     async def close_interrupted_cycles(
         self, account: str, at: datetime, keep: int | None = None
     ) -> int:

@@ -766,6 +766,8 @@ async def test_run_cycle_when_venue_answers_dead_order_with_nothing_filled_then_
     assert (record.status, record.error) == (ActionStatus.FAILED, outcome.error)
     [cycle] = await journal.history(ACCOUNT, limit=1)
     assert cycle.status is CycleStatus.FAILED
+    # The journaled cycle says why (found empty by the chaos run).
+    assert cycle.error == f"reduce_order failed: {outcome.error}"
     texts = [a.text for a in await alerts(journal, clock)]
     assert not any("rebalanced" in text for text in texts)
     assert any(f"FAILED: order {answer.value} with nothing filled" in text for text in texts)

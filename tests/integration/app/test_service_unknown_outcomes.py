@@ -290,3 +290,34 @@ async def test_run_cycle_when_journal_cannot_start_a_cycle_then_logged_alert_and
     assert exchange.calls == []  # nothing read, nothing sent
     alerted = [r for r in caplog.records if r.levelno >= logging.ERROR and "ALERT" in r.message]
     assert len(alerted) == 1 and "journal unavailable" in alerted[0].message
+
+
+@dataclass
+class JournalThatCannotFinish:
+    """The database goes away during the cycle: its end cannot be written."""
+
+    journal: Journal
+
+    async def finish_cycle(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError("disk I/O error")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.journal, name)
+
+
+async def test_run_cycle_when_journal_cannot_finish_a_cycle_then_logged_alert_and_no_raise(
+    journal: Journal, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange = ScriptedExchange(venue(clock))
+    runtime = AccountRuntime(
+        name=ACCOUNT, exchange=exchange, targets=BAND, policy=Policy(),
+        interval=timedelta(seconds=30),
+    )  # fmt: skip
+    account = AccountService(runtime, JournalThatCannotFinish(journal), clock)  # type: ignore[arg-type]
+
+    with caplog.at_level(logging.ERROR):
+        report = await account.run_cycle()
+
+    assert report.status is CycleStatus.OK
+    alerted = [r for r in caplog.records if r.levelno >= logging.ERROR and "ALERT" in r.message]
+    assert len(alerted) == 1 and "at a cycle's end: OSError: disk I/O error" in alerted[0].message
