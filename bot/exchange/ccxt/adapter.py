@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import ccxt.async_support as ccxt
-from ccxt.base.decimal_to_precision import DECIMAL_PLACES
 
 from bot.clock import Clock, utc_now
 from bot.domain.models import (
     ZERO,
     AccountSnapshot,
-    MaintenanceTier,
     MarginMode,
-    MarketRules,
     OrderSide,
     Position,
     Side,
@@ -35,6 +32,7 @@ from bot.exchange.ccxt.errors import (
     translated,
 )
 from bot.exchange.ccxt.exchange_profile import TransferQuery
+from bot.exchange.ccxt.market_catalog import MarketCatalog
 from bot.exchange.ccxt.profiles import Ccxt, ExchangeProfile, profile_for
 from bot.exchange.ccxt.settings import CcxtSettings
 from bot.exchange.port import (
@@ -47,16 +45,12 @@ from bot.exchange.port import (
     OrderResult,
     OutcomeUnknown,
     TransferResult,
-    UnknownSymbol,
     UnverifiedData,
 )
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Markets (precision, minimums) and maintenance tiers change rarely: reload once a day.
-MARKETS_MAX_AGE = timedelta(days=1)
 
 
 class CcxtExchange:
@@ -95,13 +89,10 @@ class CcxtExchange:
                 verify.refuse_cut_json(instance)
         self._log_filter = SecretFilter(self._secrets)
         self._exchange.logger.addFilter(self._log_filter)
-        self._markets_at: datetime | None = None
-        # Set when a position names a market the loaded ones do not list.
-        self._markets_stale = False
-        self._unlisted: set[str] = set()
-        self._pooling: bool | None = None
-        self._tiers: dict[str, tuple[MaintenanceTier, ...]] = {}
-        self._reload_tiers = False
+        self._catalog = MarketCatalog(
+            self.name, self._exchange, self.profile, settings.settle, settings.symbols,
+            self._secrets, clock,
+        )  # fmt: skip
         # Margin mode of each leg at the last snapshot (OKX orders must name it).
         self._margin_modes: dict[tuple[str, Side], MarginMode] = {}
         # Mark price of each leg at the last snapshot (Hyperliquid's market orders need one).
@@ -132,7 +123,7 @@ class CcxtExchange:
     ) -> TransferResult:
         if amount <= ZERO:
             raise InvalidOrder(f"transfer amount must be positive, got {amount}")
-        await self._ensure_markets()
+        await self._catalog.ensure()
         source = self.profile.source_accounts[self.settings.collateral_source]
         target = self.profile.derivatives_account
         origin, destination = (source, target) if into_derivatives else (target, source)
@@ -160,7 +151,7 @@ class CcxtExchange:
             )
         if amount <= ZERO:
             raise InvalidOrder(f"margin amount must be positive, got {amount}")
-        await self._ensure_markets()
+        await self._catalog.ensure()
         taken = await self._write(
             lambda: self.profile.modify_margin(
                 self._exchange, symbol, side, amount, add, hedged or self.settings.hedged
@@ -180,7 +171,7 @@ class CcxtExchange:
             raise InvalidOrder(f"a {request.side.value} order cannot {verb} a {leg.value} leg")
         if request.amount <= ZERO:
             raise InvalidOrder(f"order amount must be positive, got {request.amount}")
-        await self._ensure_markets()
+        await self._catalog.ensure()
         mode = self._margin_modes.get((request.symbol, leg), self.settings.margin_mode)
         params = self.profile.order_params(request, request.hedged or self.settings.hedged, mode)
         price = self.profile.order_price(request, self._marks.get((request.symbol, leg)))
@@ -204,7 +195,7 @@ class CcxtExchange:
     async def fetch_order_by_client_id(
         self, symbol: str, client_order_id: str
     ) -> OrderResult | None:
-        await self._ensure_markets()
+        await self._catalog.ensure()
 
         async def find() -> Mapping[str, Any] | None:
             with translated(self._secrets):
@@ -232,7 +223,7 @@ class CcxtExchange:
         into_derivatives: bool,
         since: datetime,
     ) -> TransferResult | None:
-        await self._ensure_markets()
+        await self._catalog.ensure()
         source = self.profile.source_accounts[self.settings.collateral_source]
         target = self.profile.derivatives_account
         origin, destination = (source, target) if into_derivatives else (target, source)
@@ -276,7 +267,7 @@ class CcxtExchange:
     # -- the snapshot ---------------------------------------------------------------
 
     async def _snapshot(self) -> AccountSnapshot:
-        await self._ensure_markets()
+        await self._catalog.ensure()
         settle = self.settings.settle
         with translated(self._secrets):
             balance, raw_positions, (source, source_unknown) = await _gather(
@@ -295,11 +286,11 @@ class CcxtExchange:
         positions = self._positions(raw_positions)
         await self._confirm_marks(positions)
         derivatives = self.profile.derivatives_wallet(balance, settle)
-        pooled_equity = self.profile.pooled_equity(balance, settle, self._pooling)
+        pooled_equity = self.profile.pooled_equity(balance, settle, self._catalog.pooling)
         if derivatives.total < ZERO and pooled_equity is None:
             # Only an account pooling other collateral may owe the settle currency.
             raise UnverifiedData(f"{self.name}: wallet balance {derivatives.total} is negative")
-        markets = await self._market_rules({p.symbol for p in positions})
+        markets = await self._catalog.rules({p.symbol for p in positions})
         self._margin_modes = {(p.symbol, p.side): p.margin_mode for p in positions}
         self._marks = {(p.symbol, p.side): p.mark_price for p in positions if p.mark_price}
         self._accepted_marks = {p.symbol: p.mark_price for p in positions if p.mark_price}
@@ -313,7 +304,7 @@ class CcxtExchange:
             markets=markets,
             pooled_equity=pooled_equity,
             min_transfer=self.profile.min_transfer,
-            transfer_places=self._transfer_places(),
+            transfer_places=self._catalog.transfer_places(),
             can_adjust_margin=self.profile.can_adjust_margin,
             source_unknown=source_unknown,
             watched=frozenset(self.settings.symbols),
@@ -416,9 +407,7 @@ class CcxtExchange:
                 # its exposure is not silently missing and the planner, finding no market
                 # rules for it, holds off; and load the markets again next time.
                 logger.warning("%s: a position on unlisted market %s", self.name, symbol)
-                # Once per symbol: one being delisted would otherwise cost a reload a cycle.
-                self._markets_stale |= symbol not in self._unlisted
-                self._unlisted.add(symbol)
+                self._catalog.note_unlisted(symbol)
                 market = {}
             elif market.get("settle") != self.settings.settle:
                 continue
@@ -438,78 +427,6 @@ class CcxtExchange:
                 verify.check_position(position)
                 positions.append(position)
         return tuple(positions)
-
-    async def _market_rules(self, symbols: set[str]) -> dict[str, MarketRules]:
-        markets: Mapping[str, Any] = self._exchange.markets or {}
-        # A position on an unlisted market has no rules (see _positions); a watched
-        # symbol that is not listed is a configuration error.
-        wanted = sorted(
-            {symbol for symbol in symbols if symbol in markets} | set(self.settings.symbols)
-        )
-        unlisted = [symbol for symbol in wanted if symbol not in markets]
-        if unlisted:
-            raise UnknownSymbol(f"{self.profile.exchange_id} does not list {', '.join(unlisted)}")
-        await self._load_tiers(wanted)
-        mode = self._exchange.precisionMode
-        return {
-            symbol: payloads.market_rules(markets[symbol], self._tiers.get(symbol, ()), mode)
-            for symbol in wanted
-        }
-
-    async def _load_tiers(self, symbols: list[str]) -> None:
-        missing = [symbol for symbol in symbols if symbol not in self._tiers]
-        if not missing:
-            return
-        try:
-            with translated(self._secrets):
-                tiers = await self.profile.fetch_tiers(self._exchange, missing, self._reload_tiers)
-        except ExchangeError as error:
-            # Tiers are a fallback (every venue here reports each position's maintenance
-            # margin): go on without them and ask again next time.
-            logger.warning("%s: no maintenance tiers for %s: %s", self.name, missing, error)
-            return
-        self._reload_tiers = False
-        self._tiers.update({symbol: () for symbol in missing})
-        self._tiers.update(tiers)
-
-    async def _ensure_markets(self) -> None:
-        """Load markets once, then again when a day old (keeping the old ones on failure)."""
-        now = self._clock()
-        fresh = self._markets_at is not None and now - self._markets_at < MARKETS_MAX_AGE
-        if fresh and not self._markets_stale:
-            return
-        reload = self._markets_at is not None
-        try:
-            with translated(self._secrets):
-                await self._exchange.load_markets(reload)
-                self._pooling = await self.profile.fetch_collateral_pooling(self._exchange)
-        except ExchangeError as error:
-            if not reload:
-                raise
-            logger.warning("%s: market refresh failed, keeping yesterday's: %s", self.name, error)
-            return
-        self._markets_at = now
-        self._markets_stale = False
-        if reload:
-            self._tiers.clear()
-            self._reload_tiers = True
-
-    def _transfer_places(self) -> int:
-        """The profile's places, fewer when ccxt would round the settle currency coarser."""
-        currencies: Mapping[str, Any] = self._exchange.currencies or {}
-        precision = payloads.decimal_or_none(
-            (currencies.get(self.settings.settle) or {}).get("precision")
-        )
-        if precision is None or precision <= ZERO:
-            return self.profile.transfer_places
-        if self._exchange.precisionMode == DECIMAL_PLACES:
-            places = int(precision)
-        else:
-            exponent = precision.normalize().as_tuple().exponent
-            if not isinstance(exponent, int):
-                return self.profile.transfer_places
-            places = max(0, -exponent)
-        return min(self.profile.transfer_places, places)
 
     async def _write(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         # Sent again only when refused before acting (RateLimited); a lost reply is

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.exchange.ccxt.adapter import MARKETS_MAX_AGE
+from bot.exchange.ccxt.market_catalog import MARKETS_MAX_AGE
 from tests.integration.exchange.loopback import LoopbackVenue
 from tests.integration.exchange.venues import adapter_for, serve
 
