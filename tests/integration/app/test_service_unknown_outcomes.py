@@ -260,27 +260,46 @@ async def test_run_cycle_when_cycle_fails_after_a_good_snapshot_then_streak_stil
 
 
 @dataclass
-class UnavailableJournal:
-    """The journal with its database gone: starting a cycle fails, as SQLite would."""
+class BrokenJournal:
+    """The journal with its database gone at one call (`fails`): it raises as SQLite would."""
 
     journal: Journal
-
-    async def start_cycle(self, *args: Any, **kwargs: Any) -> int:
-        raise OSError("unable to open database file")
+    fails: str
+    error: Exception
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.journal, name)
+        if name != self.fails:
+            return getattr(self.journal, name)
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise self.error
+
+        return broken
 
 
-async def test_run_cycle_when_journal_cannot_start_a_cycle_then_logged_alert_and_no_crash(
-    journal: Journal, clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
+def on_broken_journal(
+    journal: Journal, clock: FakeClock, fails: str, error: Exception
+) -> tuple[ScriptedExchange, AccountService]:
     exchange = ScriptedExchange(venue(clock))
     runtime = AccountRuntime(
         name=ACCOUNT, exchange=exchange, targets=BAND, policy=Policy(),
         interval=timedelta(seconds=30),
     )  # fmt: skip
-    account = AccountService(runtime, UnavailableJournal(journal), clock)  # type: ignore[arg-type]
+    broken = BrokenJournal(journal, fails, error)
+    return exchange, AccountService(runtime, broken, clock)  # type: ignore[arg-type]
+
+
+def log_alerts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.message for r in caplog.records if r.levelno >= logging.ERROR and "ALERT" in r.message
+    ]
+
+
+async def test_run_cycle_when_journal_cannot_start_a_cycle_then_logged_alert_and_no_crash(
+    journal: Journal, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    error = OSError("unable to open database file")
+    exchange, account = on_broken_journal(journal, clock, "start_cycle", error)
 
     with caplog.at_level(logging.ERROR):
         report = await account.run_cycle()
@@ -288,36 +307,18 @@ async def test_run_cycle_when_journal_cannot_start_a_cycle_then_logged_alert_and
     assert report.status is CycleStatus.FAILED
     assert report.error == "OSError: unable to open database file"
     assert exchange.calls == []  # nothing read, nothing sent
-    alerted = [r for r in caplog.records if r.levelno >= logging.ERROR and "ALERT" in r.message]
-    assert len(alerted) == 1 and "journal unavailable" in alerted[0].message
-
-
-@dataclass
-class JournalThatCannotFinish:
-    """The database goes away during the cycle: its end cannot be written."""
-
-    journal: Journal
-
-    async def finish_cycle(self, *args: Any, **kwargs: Any) -> None:
-        raise OSError("disk I/O error")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.journal, name)
+    [alerted] = log_alerts(caplog)
+    assert "journal unavailable" in alerted
 
 
 async def test_run_cycle_when_journal_cannot_finish_a_cycle_then_logged_alert_and_no_raise(
     journal: Journal, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exchange = ScriptedExchange(venue(clock))
-    runtime = AccountRuntime(
-        name=ACCOUNT, exchange=exchange, targets=BAND, policy=Policy(),
-        interval=timedelta(seconds=30),
-    )  # fmt: skip
-    account = AccountService(runtime, JournalThatCannotFinish(journal), clock)  # type: ignore[arg-type]
+    _, account = on_broken_journal(journal, clock, "finish_cycle", OSError("disk I/O error"))
 
     with caplog.at_level(logging.ERROR):
         report = await account.run_cycle()
 
     assert report.status is CycleStatus.OK
-    alerted = [r for r in caplog.records if r.levelno >= logging.ERROR and "ALERT" in r.message]
-    assert len(alerted) == 1 and "at a cycle's end: OSError: disk I/O error" in alerted[0].message
+    [alerted] = log_alerts(caplog)
+    assert "at a cycle's end: OSError: disk I/O error" in alerted
