@@ -8,9 +8,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.backtest.policies import PolicyName
-from bot.backtest.runner import PolicyResult, Scenario
+from bot.backtest.runner import ActionRow, PolicyResult, Scenario
+from bot.domain.actions import ActionKind, Rule
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ACTION_COLUMNS = ("timestamp", "kind", "symbol", "side", "amount", "price", "notional", "fee",
                   "reason")  # fmt: skip
@@ -51,67 +56,142 @@ def write_outputs(
         plot_report(out / "report.png", scenario, results)
 
 
+# What each marker shape means. Colour says which policy acted, shape says what it did.
+# The backstop work (issue 11 §3) adds its fills under "backstop fill": map its action
+# kind in `marker_category` and the legend picks the entry up when a fill is drawn.
+MARKERS: dict[str, tuple[str, str]] = {
+    "transfer": ("^", "collateral in (transfer / add margin)"),
+    "reduce": ("v", "reduce-only order"),
+    "re-lever": ("o", "re-lever (collateral out / exposure in)"),
+    "emergency": ("X", "emergency action"),
+    "backstop fill": ("*", "backstop fill"),
+}
+# Shown in the legend even when a run has none of them: "no emergency" is information.
+ALWAYS_IN_LEGEND = ("transfer", "reduce", "re-lever", "emergency")
+COLOURS: dict[str, str] = {
+    PolicyName.LEVBOT: "tab:blue",
+    PolicyName.NONE: "black",
+    PolicyName.AUTO_MARGIN: "tab:orange",
+    PolicyName.PERIODIC: "tab:green",
+}
+
+
+def marker_category(row: ActionRow) -> str:
+    """Which legend entry an action is drawn as."""
+    if row.reason.startswith(Rule.EMERGENCY.value):
+        return "emergency"
+    if row.reason.startswith(Rule.RELEVER.value) or row.kind in (
+        ActionKind.TRANSFER_OUT, ActionKind.REDUCE_MARGIN, ActionKind.INCREASE_ORDER,
+    ):  # fmt: skip
+        return "re-lever"
+    if row.kind == ActionKind.REDUCE_ORDER:
+        return "reduce"
+    return "transfer"
+
+
 def plot_report(path: Path, scenario: Scenario, results: Mapping[str, PolicyResult]) -> None:
-    """Price, leverage against the band, and actions, for every policy."""
-    import matplotlib
+    """Draw `report_figure` into a PNG."""
+    report_figure(scenario, results).savefig(path, dpi=110)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, (price_axis, leverage_axis) = plt.subplots(
-        2, 1, figsize=(12, 8), sharex=True, height_ratios=(1, 1.4)
+def report_figure(scenario: Scenario, results: Mapping[str, PolicyResult]) -> Figure:
+    """Price, leverage against the band, and equity + source wallet, for every policy.
+
+    A `Figure` without pyplot: no global state, safe off the main thread.
+    """
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    settle = scenario.symbol.split(":")[-1]
+    figure = Figure(figsize=(12, 11))
+    price_axis, leverage_axis, equity_axis = figure.subplots(
+        3, 1, sharex=True, height_ratios=(1, 1.4, 1)
     )
     longest = max(results.values(), key=lambda r: len(r.timeline))
     times = [_time(row.timestamp) for row in longest.timeline]
     price_axis.plot(times, [float(row.price) for row in longest.timeline], color="black", lw=0.8)
     price_axis.set_ylabel(f"{scenario.symbol} close")
     price_axis.set_title(
-        f"{scenario.side.value} {scenario.symbol}, target {scenario.target.leverage} "
-        f"(band {scenario.target.min}-{scenario.target.max})"
+        f"{scenario.side.value} {scenario.symbol}, target {scenario.target.leverage}x "
+        f"(band {scenario.target.min}-{scenario.target.max}x)"
     )
-    colours: dict[str, str] = {
-        PolicyName.LEVBOT: "tab:blue",
-        PolicyName.NONE: "tab:gray",
-        PolicyName.AUTO_MARGIN: "tab:orange",
-        PolicyName.PERIODIC: "tab:green",
-    }
+    drawn: set[str] = set()
+    policy_lines: list[Line2D] = []
     for name, result in results.items():
-        colour = colours.get(name)
+        colour = COLOURS.get(name)
+        # `none` and `auto-margin` coincide until auto-margin first adds margin: `none`
+        # is drawn dashed on top so both stay visible.
+        style = {"ls": (0, (4, 2)), "lw": 1.1, "zorder": 4} if name == PolicyName.NONE else {
+            "ls": "-", "lw": 0.9, "zorder": 2}  # fmt: skip
+        label = name
+        if result.liquidation_time is not None:
+            label += f" (liquidated {_time(result.liquidation_time):%Y-%m-%d %H:%M} UTC)"
         xs = [_time(r.timestamp) for r in result.timeline if r.leverage is not None]
         ys = [float(r.leverage) for r in result.timeline if r.leverage is not None]
-        leverage_axis.plot(xs, ys, lw=0.9, label=name, color=colour)
+        (line,) = leverage_axis.plot(xs, ys, label=label, color=colour, **style)
+        policy_lines.append(line)
+        rows = result.timeline
+        equity_axis.plot([_time(r.timestamp) for r in rows], [float(r.equity) for r in rows],
+                         color=colour, **style)  # fmt: skip
+        equity_axis.plot([_time(r.timestamp) for r in rows],
+                         [float(r.source_balance) for r in rows],
+                         color=colour, ls=":", lw=1.0, zorder=style["zorder"])  # fmt: skip
         by_time = {r.timestamp: r for r in result.timeline}
-        acted = [by_time[a.timestamp] for a in result.actions if a.timestamp in by_time]
-        if acted:
-            leverage_axis.scatter(
-                [_time(r.timestamp) for r in acted],
-                [float(r.leverage or 0) for r in acted],
-                s=14, color=colour, marker="v", zorder=3,
-            )  # fmt: skip
-            price_axis.scatter(
-                [_time(r.timestamp) for r in acted],
-                [float(r.price) for r in acted],
-                s=10, color=colour, marker="v", zorder=3,
-            )  # fmt: skip
+        for category, (marker, _) in MARKERS.items():
+            acted = [by_time[a.timestamp] for a in result.actions
+                     if a.timestamp in by_time and marker_category(a) == category]  # fmt: skip
+            if not acted:
+                continue
+            drawn.add(category)
+            when = [_time(r.timestamp) for r in acted]
+            leverage_axis.scatter(when, [float(r.leverage or 0) for r in acted],
+                                  s=18, color=colour, marker=marker, zorder=5)  # fmt: skip
+            price_axis.scatter(when, [float(r.price) for r in acted],
+                               s=12, color=colour, marker=marker, zorder=5)  # fmt: skip
         if result.liquidation_time is not None:
-            leverage_axis.axvline(_time(result.liquidation_time), color=colour, ls=":", lw=1)
-    for level, style in ((scenario.target.min, "--"), (scenario.target.leverage, "-"),
-                         (scenario.target.max, "--")):  # fmt: skip
-        leverage_axis.axhline(float(level), color="red", ls=style, lw=0.7, alpha=0.7)
+            for axis in (price_axis, leverage_axis, equity_axis):
+                axis.axvline(_time(result.liquidation_time), color=colour, ls=":", lw=1.2)
+    for level, style_ in ((scenario.target.min, "--"), (scenario.target.leverage, "-"),
+                          (scenario.target.max, "--")):  # fmt: skip
+        leverage_axis.axhline(float(level), color="red", ls=style_, lw=0.7, alpha=0.7)
     # Baselines can spike to 100x+ before a liquidation; clip so the band stays readable.
     ceiling = float(scenario.target.max) * 3
     peak = max((float(r.leverage) for res in results.values() for r in res.timeline
                 if r.leverage is not None), default=0.0)  # fmt: skip
-    label = "leverage (after each cycle)"
+    label = "leverage (x, after each cycle)"
     if peak > ceiling:
-        label += f", clipped at {ceiling:g}x (peak {peak:.0f}x)"
+        label += f"\nclipped at {ceiling:g}x (peak {peak:.0f}x)"
     leverage_axis.set_ylabel(label)
-    leverage_axis.legend(loc="upper left")
     leverage_axis.set_ylim(0, min(max(peak * 1.05, float(scenario.target.max) * 1.2), ceiling))
-    figure.autofmt_xdate()
+    band = Line2D([], [], color="red", ls="--", lw=0.7,
+                  label=f"band {scenario.target.min}-{scenario.target.max}x "
+                        f"(solid: target {scenario.target.leverage}x)")  # fmt: skip
+    liquidation = Line2D([], [], color="gray", ls=":", lw=1.2,
+                         label="liquidation (dotted, policy colour)")  # fmt: skip
+    shown = [c for c in MARKERS if c in ALWAYS_IN_LEGEND or c in drawn]
+    markers = [Line2D([], [], ls="", marker=MARKERS[c][0], color="dimgray", label=MARKERS[c][1])
+               for c in shown]  # fmt: skip
+    first = leverage_axis.legend(handles=[*policy_lines, band], loc="upper left", fontsize=8,
+                                 title="policy (line colour)", title_fontsize=8)  # fmt: skip
+    leverage_axis.add_artist(first)
+    leverage_axis.legend(handles=[*markers, liquidation], loc="upper right", fontsize=8,
+                         title="actions (marker shape)", title_fontsize=8)  # fmt: skip
+    equity_axis.set_ylabel(f"{settle}")
+    equity_axis.set_title("equity per policy: derivatives (solid), source wallet (dotted)",
+                          fontsize=9)  # fmt: skip
+    equity_axis.legend(
+        handles=[Line2D([], [], color="dimgray", lw=0.9, label="derivatives equity"),
+                 Line2D([], [], color="dimgray", ls=":", lw=1.0, label="source wallet")],
+        loc="upper right", fontsize=8,
+    )  # fmt: skip
+    locator = mdates.AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
+    equity_axis.xaxis.set_major_locator(locator)
+    formatter = mdates.ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]
+    equity_axis.xaxis.set_major_formatter(formatter)
+    equity_axis.set_xlabel("time (UTC)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure
 
 
 def _time(timestamp: int) -> datetime:

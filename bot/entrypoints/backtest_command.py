@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -115,6 +116,11 @@ def backtest(
     except (PriceFileError, ScenarioError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    problem = _unwritable(out)
+    if problem is not None:
+        # Checked before the run: a long replay must not end in a traceback over a typo.
+        typer.echo(f"error: --out {out}: {problem}", err=True)
+        raise typer.Exit(2)
     for stamp in series.clamped:
         typer.echo(
             f"note: bad tick at {stamp} clamped (a one-off print the mark never saw)", err=True
@@ -123,8 +129,22 @@ def backtest(
     results = _run_with_progress(scenario, series, rates, console)
     write_outputs(out, scenario, results, plot=plot)
     stdout = Console() if sys.stdout.isatty() else Console(width=200)
-    stdout.print(_summary_table(results))
+    stdout.print(_summary_table(results, scenario.symbol.split(":")[-1]))
     stdout.print(f"wrote {out}/summary.json, per-policy CSVs" + (", report.png" if plot else ""))
+
+
+def _unwritable(out: Path) -> str | None:
+    """Why the outputs cannot be written under `out`, or None. Creates the directory."""
+    if out.exists() and not out.is_dir():
+        return "exists and is not a directory; give a directory for the outputs"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # Permissions alone do not tell (root, ACLs, read-only mounts): write a probe.
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        return f"cannot write there ({error.strerror or error})"
+    return None
 
 
 def _scenario(
@@ -202,14 +222,31 @@ def _run_with_progress(
     return results
 
 
-def _summary_table(results: dict[str, PolicyResult]) -> Table:
+def _summary_table(results: dict[str, PolicyResult], settle: str) -> Table:
+    """The summary.json figures a trader reads first, with their units."""
     table = Table(title="backtest summary")
-    columns = ("liquidated", "max_leverage", "time_in_band", "min_margin_headroom", "transfers",
-               "orders", "fees_paid", "slippage_cost", "final_equity")  # fmt: skip
+    columns = ("liquidated", "max leverage", "time in band", "min margin headroom", "transfers",
+               "orders", "fees paid", "slippage cost", "final equity")  # fmt: skip
     table.add_column("policy")
     for column in columns:
         table.add_column(column, justify="right")
     for name, result in results.items():
         summary = result.summary()
-        table.add_row(name, *(str(summary[c]) for c in columns))
+        liquidated = summary["liquidation_time"]
+        table.add_row(
+            name,
+            "no" if liquidated is None else f"{str(liquidated).replace('T', ' ')[:16]} UTC",
+            f"{_float(summary['max_leverage']):.2f}x",
+            f"{_float(summary['time_in_band']) * 100:.1f}%",
+            f"{_float(summary['min_margin_headroom']) * 100:.1f}%",
+            str(summary["transfers"]),
+            str(summary["orders"]),
+            *(f"{_float(summary[key]):,.2f} {settle}"
+              for key in ("fees_paid", "slippage_cost", "final_equity")),
+        )  # fmt: skip
     return table
+
+
+def _float(value: object) -> float:
+    assert isinstance(value, int | float)
+    return float(value)

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -25,6 +26,10 @@ BAD_TICK_RATIO = Decimal("0.5")
 # year 9999 is no datetime.
 MAX_PRICE = Decimal("1e12")
 MAX_TIMESTAMP_MS = 253_402_300_799_999
+# Seconds since the epoch for any date from 1973 on lie in [1e8, 1e11); read as ms they
+# fall before 1973-03-03, when no crypto venue traded: such a file is in seconds. Small
+# synthetic stamps (1, 2, ...) stay accepted.
+SECONDS_RANGE = (100_000_000, 100_000_000_000)
 
 
 class PriceFileError(ValueError):
@@ -64,8 +69,7 @@ class PriceSeries:
 
 def load_prices(path: Path) -> PriceSeries:
     """Read `timestamp,open,high,low,close,volume` CSV or freqtrade JSON candles."""
-    if not path.is_file():
-        raise PriceFileError(f"{path}: no such file")
+    _check_is_file(path)
     try:
         rows = _read_json(path) if path.suffix.lower() == ".json" else _read_csv(path)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
@@ -80,13 +84,13 @@ def load_prices(path: Path) -> PriceSeries:
             raise PriceFileError(
                 f"{path}: timestamps not sorted ({bar.timestamp} after {previous.timestamp})"
             )
+    _check_milliseconds(path, bars[-1].timestamp)
     return _clamp_bad_ticks(bars)
 
 
 def load_funding(path: Path) -> tuple[FundingRate, ...]:
     """Read a `timestamp,funding_rate` CSV, sorted by time."""
-    if not path.is_file():
-        raise PriceFileError(f"{path}: no such file")
+    _check_is_file(path)
     rates: list[FundingRate] = []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -98,7 +102,26 @@ def load_funding(path: Path) -> tuple[FundingRate, ...]:
             rate = _number(path, f"line {line}", "funding_rate", row["funding_rate"])
             rates.append(FundingRate(timestamp, rate))
     rates.sort(key=lambda r: r.timestamp)
+    if rates:
+        _check_milliseconds(path, rates[-1].timestamp)
     return tuple(rates)
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_dir():
+        raise PriceFileError(f"{path}: is a directory; give the CSV or JSON file inside it")
+    if not path.is_file():
+        raise PriceFileError(f"{path}: no such file")
+
+
+def _check_milliseconds(path: Path, latest: int) -> None:
+    if SECONDS_RANGE[0] <= latest < SECONDS_RANGE[1]:
+        as_seconds = datetime.fromtimestamp(latest, UTC).strftime("%Y-%m-%d")
+        raise PriceFileError(
+            f"{path}: timestamps look like seconds (last {latest} = {as_seconds} in seconds), "
+            "the file needs milliseconds since the epoch, UTC: multiply the timestamp column "
+            "by 1000"
+        )
 
 
 def _read_csv(path: Path) -> list[tuple[str, list[str]]]:

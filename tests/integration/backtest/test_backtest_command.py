@@ -170,3 +170,65 @@ def test_python_m_bot_when_help_then_lists_backtest() -> None:
                  "--margin-mode", "--equity", "--reserve", "--interval", "--fee", "--slippage",
                  "--policy", "--out"):  # fmt: skip
         assert flag in result.stdout
+
+
+BAND = ["--target", "3", "--min", "2", "--max", "4"]
+
+
+@pytest.mark.parametrize("kind", ["existing file", "under a file"])
+def test_backtest_when_out_unusable_then_one_line_error_before_the_run(
+    tmp_path: Path, kind: str
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    out = taken if kind == "existing file" else taken / "sub"
+    code, output = run("--prices", str(CRASH_DAY), *BAND, "--out", str(out))
+    assert code == 2, output
+    assert output.startswith(f"error: --out {out}:"), output
+    assert len(output.strip().splitlines()) == 1, output
+    assert "Traceback" not in output
+    assert taken.read_text() == "mine\n"  # nothing ran, nothing was overwritten
+
+
+def test_backtest_when_prices_is_a_directory_then_says_so(tmp_path: Path) -> None:
+    code, output = run("--prices", str(tmp_path), *BAND, "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert f"{tmp_path}: is a directory" in output
+    assert "Traceback" not in output
+
+
+def test_backtest_when_timestamps_in_seconds_then_error_names_file_and_fix(
+    tmp_path: Path,
+) -> None:
+    rows = read_csv(CRASH_DAY)[:50]
+    seconds = tmp_path / "seconds.csv"
+    seconds.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        + "".join(
+            f"{int(r['timestamp']) // 1000},{r['open']},{r['high']},{r['low']},"
+            f"{r['close']},{r['volume']}\n"
+            for r in rows
+        )
+    )
+    code, output = run("--prices", str(seconds), *BAND, "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert f"{seconds}: " in output and "seconds" in output and "milliseconds" in output
+    assert "Traceback" not in output
+
+
+def test_backtest_when_done_then_summary_has_units_and_liquidation_time(crash_run: Path) -> None:
+    code, output = run("--prices", str(CRASH_DAY), "--target", "5", "--min", "4", "--max", "6",
+                       "--policy", "levbot", "--policy", "none", "--no-plot",
+                       "--out", str(crash_run / "units"))  # fmt: skip
+    assert code == 0, output
+    summary = json.loads((crash_run / "units" / "summary.json").read_text())
+    liquidated = summary["none"]["liquidation_time"]  # like 2021-05-19T13:05:00Z
+    shown = liquidated.replace("T", " ")[:16] + " UTC"
+    rows = {line.split("│")[1].strip(): line for line in output.splitlines() if "│" in line}
+    assert shown in rows["none"]
+    assert "no" in rows["levbot"].split("│")[2]
+    levbot = summary["levbot"]
+    assert f"{levbot['max_leverage']:.2f}x" in rows["levbot"]
+    assert f"{levbot['time_in_band'] * 100:.1f}%" in rows["levbot"]
+    assert f"{levbot['min_margin_headroom'] * 100:.1f}%" in rows["levbot"]
+    assert f"{levbot['final_equity']:,.2f} USDT" in rows["levbot"]

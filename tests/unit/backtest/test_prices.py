@@ -91,3 +91,26 @@ def test_load_funding_when_bad_rate_then_error_names_line(tmp_path: Path) -> Non
     path = write(tmp_path, "timestamp,funding_rate\n1,0.0001\n2,x\n", "f.csv")
     with pytest.raises(PriceFileError, match="line 3: funding_rate 'x'"):
         load_funding(path)
+
+
+def test_load_prices_when_timestamps_look_like_seconds_then_error_says_milliseconds(
+    tmp_path: Path,
+) -> None:
+    body = "1621382400,10,11,9,10,1\n1621382460,10,11,9,10,1\n"  # 2021-05-19 in seconds
+    path = write(tmp_path, HEADER + body)
+    with pytest.raises(PriceFileError, match=r"p\.csv: timestamps look like seconds") as caught:
+        load_prices(path)
+    assert "milliseconds" in str(caught.value) and "1000" in str(caught.value)
+
+
+def test_load_funding_when_timestamps_look_like_seconds_then_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "timestamp,funding_rate\n1621382400,0.0001\n", "f.csv")
+    with pytest.raises(PriceFileError, match=r"f\.csv: timestamps look like seconds"):
+        load_funding(path)
+
+
+def test_load_prices_when_path_is_a_directory_then_error_says_so(tmp_path: Path) -> None:
+    with pytest.raises(PriceFileError, match=f"{tmp_path}: is a directory"):
+        load_prices(tmp_path)
+    with pytest.raises(PriceFileError, match=f"{tmp_path}: is a directory"):
+        load_funding(tmp_path)
