@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.app.config import AccountConfig, LevbotConfig
 from bot.app.service import AccountRuntime
 from bot.clock import utc_now
-from bot.exchange.port import Exchange
+from bot.exchange.port import Exchange, RequestObserver
 from bot.exchange.sim.paper import BUILTIN_FEED, PaperExchange, PaperSettings
 from bot.store.engine import sqlite_file
 
@@ -26,11 +26,13 @@ def build_exchange(
     clock: Callable[[], datetime] = utc_now,
     *,
     read_only: bool = False,
+    observer: RequestObserver | None = None,
 ) -> Exchange:
     """A PaperExchange for `exchange = "sim"`, the ccxt adapter otherwise.
 
     `read_only` is for one-off looks (`plan`, `check`) beside a running daemon: the
-    paper account's state file is read but never written.
+    paper account's state file is read but never written. `observer` (metrics) hears of
+    every ccxt request.
     """
     if account.exchange == "sim":
         sim = account.sim
@@ -70,7 +72,8 @@ def build_exchange(
             api_base_url=account.api_base_url,
             symbols=tuple(account.symbols),
             max_mark_move=account.max_mark_move,
-        )
+        ),
+        observer=observer,
     )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "OutcomeUnknown",
+    "RequestObserver",
     "TemporaryError",
     "TransferResult",
     "UnknownSymbol",
@@ -141,3 +142,12 @@ class Exchange(Protocol):
     async def close(self) -> None:
         """Release sessions and connections."""
         ...
+
+
+class RequestObserver(Protocol):
+    """Told about every request an adapter sends (for metrics); must not raise or block.
+
+    `what` is a small fixed vocabulary (`balance`, `positions`, `order`, ...), `error`
+    the failure's class name (None: it succeeded)."""
+
+    def request(self, venue: str, what: str, seconds: float, error: str | None) -> None: ...

@@ -135,6 +135,7 @@ LIBRARIES: dict[str, frozenset[str]] = {
     "sqlmodel": frozenset({"bot.store"}),
     "alembic": frozenset({"bot.store"}),
     "apscheduler": frozenset({"bot.app"}),
+    "prometheus_client": frozenset({"bot.app"}),
     "pydantic": frozenset({"bot.app"}),
     "pydantic_core": frozenset({"bot.app"}),
     "telegram": frozenset({"bot.telegram"}),

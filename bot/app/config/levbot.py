@@ -107,6 +107,29 @@ class TelegramConfig(ConfigTable):
         return None if value is False else value
 
 
+class MetricsConfig(ConfigTable):
+    """The `[metrics]` table: where Prometheus `/metrics` and `/healthz` are served."""
+
+    # host:port; keep it on loopback (or a private network): the page is unauthenticated.
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError('must be host:port, like "127.0.0.1:9108"')
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class LevbotConfig(ConfigTable):
     """The whole config file."""
 
@@ -115,6 +138,7 @@ class LevbotConfig(ConfigTable):
     snapshot_retention_days: int = Field(default=30, ge=1, le=3650)
     log: LogConfig = Field(default_factory=LogConfig)
     telegram: TelegramConfig | None = None
+    metrics: MetricsConfig | None = None
     accounts: tuple[AccountConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

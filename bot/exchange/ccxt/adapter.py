@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
@@ -44,6 +46,7 @@ from bot.exchange.port import (
     OrderRequest,
     OrderResult,
     OutcomeUnknown,
+    RequestObserver,
     TransferResult,
     UnverifiedData,
 )
@@ -72,8 +75,10 @@ class CcxtExchange:
         source_exchange: Ccxt | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.name = settings.account
+        self._observer = observer
         self.settings = settings
         self.profile = profile if profile is not None else profile_for(settings.exchange_id)
         self.profile.check(settings)
@@ -131,6 +136,7 @@ class CcxtExchange:
         result = await self._write(
             lambda: self._exchange.transfer(currency, float(amount), origin, destination, params),
             f"transfer {amount} {currency} {origin}->{destination}",
+            kind="transfer",
         )
         if not self.profile.transfer_acknowledged(result):
             # ccxt reads a truncated or empty body as a transfer with nothing in it.
@@ -157,6 +163,7 @@ class CcxtExchange:
                 self._exchange, symbol, side, amount, add, hedged or self.settings.hedged
             ),
             f"{'add' if add else 'reduce'} margin {amount} on {symbol} {side.value}",
+            kind="margin",
         )
         # Binance rounds the amount to the market's amount step: report what it took.
         return MarginResult(
@@ -180,6 +187,7 @@ class CcxtExchange:
                 request.symbol, "market", request.side.value, float(request.amount), price, params
             ),
             f"{request.side.value} {request.amount} {request.symbol} ({request.client_order_id})",
+            kind="order",
         )
         if not isinstance(order.get("info"), Mapping) or not order.get("id"):
             # ccxt reads a truncated or empty body as an open order with nothing filled.
@@ -313,7 +321,8 @@ class CcxtExchange:
     async def _read(self, call: Awaitable[T], what: str) -> T:
         """Await one ccxt read; a reply ccxt could not parse is unverified, not a bug."""
         try:
-            return await call
+            with self._observed(what):
+                return await call
         except ccxt.BadResponse as error:
             raise UnverifiedData(f"{self.name}: {what}: {error}") from None
         except ccxt.ExchangeError as error:
@@ -428,14 +437,30 @@ class CcxtExchange:
                 positions.append(position)
         return tuple(positions)
 
-    async def _write(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+    async def _write(self, call: Callable[[], Awaitable[T]], what: str, *, kind: str) -> T:
         # Sent again only when refused before acting (RateLimited); a lost reply is
         # OutcomeUnknown, which the service looks up instead of resending.
         async def attempt() -> T:
-            with translated(self._secrets, write=True):
+            with translated(self._secrets, write=True), self._observed(kind):
                 return await call()
 
         return await retrying(attempt, self._retry, (RateLimited,), what=f"{self.name}: {what}")
+
+    @contextmanager
+    def _observed(self, what: str) -> Iterator[None]:
+        """Tell the observer (metrics) how long one ccxt call took and how it ended (the
+        raw ccxt error class: translation happens outside)."""
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            yield
+        except BaseException as failure:
+            error = type(failure).__name__
+            raise
+        finally:
+            if self._observer is not None:
+                elapsed = time.perf_counter() - started
+                self._observer.request(self.profile.exchange_id, what, elapsed, error)
 
 
 def _source_wallet(balance: object, settle: str) -> WalletBalance:
