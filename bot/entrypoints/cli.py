@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib.metadata import version
 
 import typer
 
@@ -27,9 +28,18 @@ app.command("backtest")(backtest)
 app.command("paper-exchange")(paper_exchange)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"levbot {version('levbot')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug lines."),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,

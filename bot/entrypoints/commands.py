@@ -46,6 +46,10 @@ def _load(path: Path) -> LevbotConfig:
 
     From here on every log line is scrubbed of the config's secrets (`_guard_logs`).
     """
+    if not path.exists():
+        # The first thing a new user meets (the Docker image's CMD reads a file they make).
+        typer.echo(f"error: {_missing_config(path)}", err=True)
+        raise typer.Exit(2)
     try:
         settings = load_config(path)
     except ConfigError as error:
@@ -58,6 +62,16 @@ def _load(path: Path) -> LevbotConfig:
         raise typer.Exit(2)
     _guard_logs(settings)
     return settings
+
+
+def _missing_config(path: Path) -> str:
+    """What to create, in one line: in the image the file is made on the host and mounted."""
+    if path.parts[:2] == ("/", "config"):
+        return (
+            f"no config at {path} (file not found): copy config/paper.toml there "
+            f"(cp config/paper.toml config/{path.name}) and mount ./config at /config"
+        )
+    return f"no config at {path} (file not found): copy an example (cp config/paper.toml {path})"
 
 
 def _guard_logs(settings: LevbotConfig) -> Redactor:
@@ -123,7 +137,16 @@ def run(
         Redactor(settings.secrets()),
     )  # fmt: skip
     daemon = Daemon(settings)
-    code = asyncio.run(_run_daemon(daemon, live))
+    try:
+        code = asyncio.run(_run_daemon(daemon, live))
+    except PermissionError as error:
+        # Mostly a host directory mounted at /data that the image's user does not own.
+        typer.echo(
+            f"error: cannot write {error.filename}: {error.strerror} (the data directory must "
+            f'belong to the user levbot runs as; Docker: --user "$(id -u):$(id -g)")',
+            err=True,
+        )
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 

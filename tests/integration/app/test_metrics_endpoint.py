@@ -81,8 +81,12 @@ class Running:
 
 
 def get(url: str) -> tuple[int, str]:
+    return send(urllib.request.Request(url))
+
+
+def send(request: urllib.request.Request) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
+        with urllib.request.urlopen(request, timeout=5) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -193,10 +197,14 @@ async def test_healthz_when_the_last_success_is_older_than_three_intervals_then_
     assert value(samples(text), "levbot_healthy", account="paper") == 0
 
 
-async def test_metrics_server_when_the_path_is_unknown_then_404(running: Running) -> None:
+async def test_metrics_server_when_the_path_or_method_is_unknown_then_404_or_405(
+    running: Running,
+) -> None:
     await until_first_cycle(running.base)
 
     assert (await fetch(f"{running.base}/nothing"))[0] == 404
+    post = urllib.request.Request(f"{running.base}/metrics", method="POST")
+    assert (await asyncio.to_thread(send, post))[0] == 405
 
 
 @pytest.mark.parametrize("listen", ["9108", "127.0.0.1", "127.0.0.1:0", "host:99999", ":9108"])
@@ -218,3 +226,28 @@ def test_metrics_config_when_absent_then_no_metrics(tmp_path: Path) -> None:
     config: LevbotConfig = load_config(path)
 
     assert config.metrics is None
+
+
+async def test_daemon_when_the_metrics_port_is_taken_then_it_still_cycles_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config(write_config(tmp_path / "levbot.toml", f"127.0.0.1:{port}"))
+        daemon = Daemon(config)
+        task = asyncio.create_task(daemon.run())
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while not daemon.services or daemon.services[0].last_report is None:
+                assert not task.done(), task
+                assert loop.time() < deadline, "no cycle"
+                await asyncio.sleep(0.05)
+        finally:
+            daemon.stop.set()
+            assert await asyncio.wait_for(task, 20) == 0
+
+    assert daemon.metrics_server is None
+    assert f"metrics: cannot listen on 127.0.0.1:{port}" in caplog.text
