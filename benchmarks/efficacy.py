@@ -1,4 +1,4 @@
-"""The efficacy table of the README: every policy on the real crash windows.
+"""Every policy on the real crash windows (docs/backtest-results.md; summary in the README).
 
     make efficacy        (or: .venv/bin/python -m benchmarks.efficacy)
 
