@@ -19,6 +19,8 @@ from importlib.metadata import version
 from bot.app.alerts import AlertChannel, LogChannel, flush_outbox
 from bot.app.config import LevbotConfig
 from bot.app.control import Controls, account_statuses, daily_summary
+from bot.app.metrics import LevbotMetrics, pages
+from bot.app.metrics_server import MetricsServer
 from bot.app.scheduler import CycleScheduler
 from bot.app.service import AccountService
 from bot.clock import utc_now
@@ -47,6 +49,9 @@ class Daemon:
     telegram: TelegramRunner | None = None
     # systemd's Type=notify (READY, WATCHDOG, STOPPING); does nothing outside systemd.
     notifier: SystemdNotifier = field(default_factory=SystemdNotifier)
+    # Prometheus /metrics and /healthz, when the config has a [metrics] table.
+    metrics: LevbotMetrics | None = None
+    metrics_server: MetricsServer | None = None
 
     async def run(self) -> int:
         """Run until `stop` is set (by a signal or a caller); returns the exit code."""
@@ -63,12 +68,16 @@ class Daemon:
         scheduler: CycleScheduler | None = None
         reason = "stopped"
         try:
+            if self.config.metrics is not None:
+                self.metrics = LevbotMetrics()
             for account in self.config.accounts:
-                exchange = build_exchange(account, self.config, self.clock)
+                exchange = build_exchange(account, self.config, self.clock, observer=self.metrics)
                 runtime = build_runtime(account, exchange)
-                self.services.append(AccountService(runtime, journal, self.clock, run_id))
+                cycles = journal if self.metrics is None else self.metrics.journal(journal)
+                self.services.append(AccountService(runtime, cycles, self.clock, run_id))
             names = ", ".join(s.name for s in self.services)
             await journal.enqueue_alert(AlertLevel.INFO, f"levbot started: {names}")
+            await self._start_metrics(journal)
             scheduler = CycleScheduler(self.services)
             scheduler.every("alerts", OUTBOX_EVERY, self._flush_alerts)
             scheduler.every("retention", RETENTION_EVERY, self._prune)
@@ -122,7 +131,27 @@ class Daemon:
 
     async def _flush_alerts(self) -> None:
         assert self.journal is not None
-        await flush_outbox(self.journal, self.channel, self.clock)
+        sent = await flush_outbox(self.journal, self.channel, self.clock)
+        if self.metrics is not None:
+            self.metrics.sent(sent)
+
+    async def _start_metrics(self, journal: Journal) -> None:
+        """Serve /metrics and /healthz. A port that cannot be bound is alerted, never
+        fatal: keeping the positions safe matters more than being watched."""
+        settings, metrics = self.config.metrics, self.metrics
+        if settings is None or metrics is None:
+            return
+        served = pages(metrics, journal, self.config, self.services, self.clock)
+        server = MetricsServer(settings.host, settings.port, served)
+        try:
+            await server.start()
+        except OSError as error:
+            logger.warning("metrics: cannot listen on %s: %s", settings.listen, error)
+            text = f"metrics: cannot listen on {settings.listen}: {error.strerror}"
+            await journal.enqueue_alert(AlertLevel.WARNING, text)
+            return
+        self.metrics_server = server
+        logger.info("metrics: http://%s/metrics and /healthz", settings.listen)
 
     async def _feed_watchdog(self) -> None:
         self.notifier.watchdog()
@@ -155,6 +184,8 @@ class Daemon:
                 await asyncio.wait_for(self.telegram.stop(), timeout=5)
             except (TimeoutError, Exception):
                 logger.warning("Telegram did not stop cleanly", exc_info=True)
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
         await journal.end_run(run_id, reason)
         await journal.close()
         self._remove_signal_handlers()
