@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: readable at 80 columns, option names never cut, no `<bool>`
+    # shown after a flag that takes no value.
+    rich_markup_mode=None,
 )
 app.command("run")(commands.run)
 app.command("check")(commands.check)

@@ -21,17 +21,20 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from bot.app.config import ConfigError, LevbotConfig, load_config
+from bot.app.config.loading import SecretScope
 from bot.app.control import account_statuses, health, recent_actions
 from bot.app.service import AccountService
 from bot.clock import utc_now
 from bot.domain.actions import describe_action
 from bot.domain.summary import account_metrics
+from bot.domain.vocabulary import SUCCESSFUL_CYCLES
 from bot.entrypoints.bootstrap import build_exchange, build_runtime
 from bot.entrypoints.daemon import Daemon
 from bot.exchange.port import ExchangeError
 from bot.redaction import Redactor, guard_handlers
 from bot.store.engine import database_problem
-from bot.store.journal import Journal
+from bot.store.journal import Journal, NoJournal
+from bot.telegram.probe import probe
 
 T = TypeVar("T")
 ConfigOption = Annotated[
@@ -39,9 +42,14 @@ ConfigOption = Annotated[
 ]
 out = Console()
 err = Console(stderr=True)
+logger = logging.getLogger(__name__)
+# Plain logs (no live table): a line every 5 minutes, so quiet is not mistaken for a hang.
+HEARTBEAT_SECONDS = 300.0
+# What a command that only reads the journal does not use.
+JOURNAL_ONLY: tuple[SecretScope, ...] = ("telegram", "credentials")
 
 
-def _load(path: Path) -> LevbotConfig:
+def _load(path: Path, unused_secrets: tuple[SecretScope, ...] = ()) -> LevbotConfig:
     """The config, or exit 2 with one line per problem (a missing database driver is one).
 
     From here on every log line is scrubbed of the config's secrets (`_guard_logs`).
@@ -51,7 +59,7 @@ def _load(path: Path) -> LevbotConfig:
         typer.echo(f"error: {_missing_config(path)}", err=True)
         raise typer.Exit(2)
     try:
-        settings = load_config(path)
+        settings = load_config(path, unused_secrets=unused_secrets)
     except ConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -150,9 +158,15 @@ def run(
     raise typer.Exit(code)
 
 
-async def _run_daemon(daemon: Daemon, live: bool) -> int:
+async def _run_daemon(
+    daemon: Daemon, live: bool, heartbeat_seconds: float = HEARTBEAT_SECONDS
+) -> int:
     if not live:
-        return await daemon.run()
+        beat = asyncio.create_task(_heartbeat(daemon, heartbeat_seconds))
+        try:
+            return await daemon.run()
+        finally:
+            beat.cancel()
     with Live(Table(), console=out, refresh_per_second=2, transient=False) as view:
 
         async def refresh() -> None:
@@ -167,16 +181,47 @@ async def _run_daemon(daemon: Daemon, live: bool) -> int:
             task.cancel()
 
 
+async def _heartbeat(daemon: Daemon, period: float) -> None:
+    while not daemon.stop.is_set():
+        await asyncio.sleep(period)
+        logger.info("%s", _heartbeat_line(daemon.services))
+
+
+def _heartbeat_line(services: list[AccountService]) -> str:
+    """`levbot alive: 2 account(s), last cycles 1 ok, 1 failed, 0 not yet; a active 3.00x
+    ok 12:00:05, ...`: the plain-log twin of the live table."""
+    reports = [service.last_report for service in services]
+    ok = sum(1 for r in reports if r is not None and r.status in SUCCESSFUL_CYCLES)
+    waiting = sum(1 for r in reports if r is None)
+    parts = []
+    for service, report in zip(services, reports, strict=True):
+        state = "…" if service.state is None else service.state.value
+        if report is None:
+            parts.append(f"{service.name} {state} starting")
+            continue
+        metrics = report.after or report.before
+        lev = None if metrics is None else metrics.leverage
+        leverage = "n/a" if lev is None else f"{lev:.2f}x"
+        parts.append(
+            f"{service.name} {state} {leverage} {report.status.value} {report.finished_at:%H:%M:%S}"
+        )
+    return (
+        f"levbot alive: {len(services)} account(s), last cycles {ok} ok, "
+        f"{len(services) - ok - waiting} failed, {waiting} not yet; {', '.join(parts)}"
+    )
+
+
 def _live_table(services: list[AccountService]) -> Table:
     table = Table(title=f"levbot — {utc_now():%Y-%m-%d %H:%M:%S} UTC")
-    for column in ("account", "state", "leverage", "band", "margin ratio", "last cycle", "note"):
+    for column in ("account", "state", "equity", "leverage", "band", "margin ratio",
+                   "last cycle", "note"):  # fmt: skip
         table.add_column(column)
     for service in services:
         report = service.last_report
         target = service.runtime.targets.account
         band = f"{target.min}–{target.leverage}–{target.max}"
         if report is None:
-            table.add_row(service.name, "…", "…", band, "…", "starting", "")
+            table.add_row(service.name, "…", "…", "…", band, "…", "starting", "")
             continue
         metrics = report.after or report.before
         leverage = (
@@ -190,19 +235,44 @@ def _live_table(services: list[AccountService]) -> Table:
         note = done or (report.error or "; ".join(report.notes[:1]))
         # The same state word as `levbot status` and /status (`trading_state`).
         state = "…" if service.state is None else service.state.value
+        equity = "n/a" if metrics is None else f"{metrics.equity:.2f}"
         table.add_row(
-            service.name, state, leverage, band, ratio,
+            service.name, state, equity, leverage, band, ratio,
             f"{report.status.value} {report.finished_at:%H:%M:%S}", note[:80],
         )  # fmt: skip
     return table
 
 
-def check(config: ConfigOption) -> None:
-    """Validate the config; with credentials, test connectivity and read the account."""
+def check(
+    config: ConfigOption,
+    send_test: Annotated[
+        bool, typer.Option("--send-test", help="Send a test message to every allowed chat.")
+    ] = False,
+) -> None:
+    """Validate the config; with credentials, test connectivity and read the account;
+    ask Telegram which bot the token belongs to."""
     settings = _load(config)
     typer.echo(f"config OK: {len(settings.accounts)} account(s)")
-    failures = asyncio.run(_check_accounts(settings, Redactor(settings.secrets())))
+    scrub = Redactor(settings.secrets())
+    failures = asyncio.run(_check_accounts(settings, scrub))
+    failures += asyncio.run(_check_telegram(settings, scrub, send_test))
     raise typer.Exit(1 if failures else 0)
+
+
+async def _check_telegram(settings: LevbotConfig, scrub: Redactor, send_test: bool) -> int:
+    """getMe with the token (a dead one fails the check); with `send_test`, one message
+    to every allowed chat, each reported."""
+    if settings.telegram is None:
+        return 0
+    found = await probe(settings.telegram, send_test=send_test)
+    if found.error is not None:
+        typer.echo(scrub(f"  telegram: FAILED {found.error}"))
+        return 1
+    typer.echo(f"  telegram: OK @{found.username} ({found.bot_id})")
+    for chat in found.chats:
+        verdict = "sent" if chat.error is None else f"FAILED {chat.error}"
+        typer.echo(scrub(f"  telegram: test message to chat {chat.chat_id}: {verdict}"))
+    return sum(1 for chat in found.chats if chat.error is not None)
 
 
 @runtime_checkable
@@ -253,11 +323,9 @@ def plan(
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
 ) -> None:
     """One dry cycle: fetch, plan and print what the bot would do (sends nothing)."""
-    settings = _load(config)
-    names = [a.name for a in settings.accounts]
-    if account is not None and account not in names:
-        typer.echo(f"error: --account {account}: not in the config ({', '.join(names)})", err=True)
-        raise typer.Exit(2)
+    # Plan reads the venues with their keys, and never talks to Telegram.
+    settings = _load(config, unused_secrets=("telegram",))
+    _require_account(settings, account)
     results = asyncio.run(_plan_accounts(settings, account))
     # An error quoted by a venue may carry a credential in any form: scrubbed at print.
     scrub = Redactor(settings.secrets())
@@ -272,9 +340,25 @@ def plan(
             typer.echo(scrub(f"  note: {note}"))
 
 
+def _require_account(settings: LevbotConfig, account: str | None) -> None:
+    """Exit 2 when `--account` names no account of the config: one message everywhere."""
+    names = [a.name for a in settings.accounts]
+    if account is not None and account not in names:
+        typer.echo(f"error: --account {account}: not in the config ({', '.join(names)})", err=True)
+        raise typer.Exit(2)
+
+
 async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    journal = await Journal.open(settings.database.url, secrets=settings.secrets())
+    first_run: list[str] = []
+    try:
+        journal = await Journal.open(
+            settings.database.url, secrets=settings.secrets(), create=False
+        )
+    except NoJournal as missing:
+        # A look before the first run: plan on an empty journal in memory, make no file.
+        first_run.append(f"{missing} yet: planned as a first run")
+        journal = await Journal.open("sqlite://", secrets=settings.secrets())
     try:
         for account in settings.accounts:
             if only is not None and account.name != only:
@@ -306,7 +390,8 @@ async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[
                              "why": a.reason.describe(), "amount": a.amount}
                             for a in proposal.actions],
                 "decisions": [asdict(d) for d in proposal.decisions],
-                "notes": [*proposal.notes, *(n for d in proposal.decisions for n in d.notes)],
+                "notes": [*first_run, *proposal.notes,
+                          *(n for d in proposal.decisions for n in d.notes)],
             })  # fmt: skip
     finally:
         await journal.close()
@@ -329,8 +414,8 @@ def _json_default(value: object) -> object:
 
 def status(config: ConfigOption) -> None:
     """Per account, from the journal: equity, leverage against the band, state, last cycle."""
-    settings = _load(config)
-    rows = asyncio.run(_with_journal(settings, lambda j: account_statuses(j, settings)))
+    settings = _load(config, JOURNAL_ONLY)
+    rows = _query(settings, lambda j: account_statuses(j, settings))
     table = Table(title="levbot status")
     for column in ("account", "state", "equity", "notional", "leverage", "band",
                    "margin ratio", "liq. distance", "last cycle"):  # fmt: skip
@@ -358,8 +443,9 @@ def history(
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
 ) -> None:
     """The last actions, newest first, with their reasons and results."""
-    settings = _load(config)
-    actions = asyncio.run(_with_journal(settings, lambda j: recent_actions(j, account, limit)))
+    settings = _load(config, JOURNAL_ONLY)
+    _require_account(settings, account)
+    actions = _query(settings, lambda j: recent_actions(j, account, limit))
     if not actions:
         typer.echo("no actions journaled yet")
         return
@@ -377,8 +463,8 @@ def history(
 
 def health_command(config: ConfigOption) -> None:
     """Exit 1 when an account's last successful cycle is older than 3 intervals."""
-    settings = _load(config)
-    report = asyncio.run(_with_journal(settings, lambda j: health(j, settings, utc_now())))
+    settings = _load(config, JOURNAL_ONLY)
+    report = _query(settings, lambda j: health(j, settings, utc_now()))
     for item in report:
         when = "never" if item.last_success is None else item.last_success.isoformat()
         verdict = "ok" if item.healthy else "STALE"
@@ -386,8 +472,18 @@ def health_command(config: ConfigOption) -> None:
     raise typer.Exit(0 if all(item.healthy for item in report) else 1)
 
 
+def _query(settings: LevbotConfig, query: Callable[[Journal], Awaitable[T]]) -> T:
+    """`query` on the existing journal, or exit 1 with one line: a reader never makes an
+    empty journal (it would only ever say "never")."""
+    try:
+        return asyncio.run(_with_journal(settings, query))
+    except NoJournal as missing:
+        typer.echo(f"error: {missing}", err=True)
+        raise typer.Exit(1) from None
+
+
 async def _with_journal(settings: LevbotConfig, query: Callable[[Journal], Awaitable[T]]) -> T:
-    journal = await Journal.open(settings.database.url, secrets=settings.secrets())
+    journal = await Journal.open(settings.database.url, secrets=settings.secrets(), create=False)
     try:
         return await query(journal)
     finally:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -34,7 +35,7 @@ from bot.store.codec import (
     snapshot_record,
 )
 from bot.store.controls import OwnerControls
-from bot.store.engine import build_engine, migrate
+from bot.store.engine import build_engine, migrate, sqlite_file
 from bot.store.outbox import AlertOutbox
 from bot.store.records import (
     SUCCESSFUL_CYCLES,
@@ -55,6 +56,14 @@ from bot.store.tables import (
 logger = logging.getLogger(__name__)
 
 
+class NoJournal(Exception):
+    """A reader asked for a SQLite journal whose file does not exist (`create=False`)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no journal at {path}")
+        self.path = path
+
+
 class Journal(ActionLog, AlertOutbox, OwnerControls):
     """The daemon's memory. Open with `await Journal.open(url)`; `await close()` at exit."""
 
@@ -69,13 +78,19 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         clock: Callable[[], datetime] = utc_now,
         *,
         secrets: Iterable[str] = (),
+        create: bool = True,
     ) -> Journal:
         """Connect to `url`, migrate the schema to head, and return the journal.
 
         `clock` stamps rows whose time the caller does not give (alerts, results).
         `secrets` (the config's credentials and tokens) are scrubbed, in every form,
         from cycle errors and notes and from alert texts before they are stored.
+        `create=False` (the read-only commands) raises `NoJournal` instead of making an
+        empty SQLite file, which would only ever report "never".
         """
+        database = sqlite_file(url)
+        if not create and database is not None and not database.exists():
+            raise NoJournal(database)
         engine = build_engine(url)
         try:
             await migrate(engine)

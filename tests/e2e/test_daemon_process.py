@@ -269,11 +269,12 @@ async def test_levbot_run_when_sigterm_then_exits_zero_leaving_a_complete_journa
     stale_code, stale = await levbot(paper, "health", "--config", str(paper.config))
     assert stale_code == 1, stale
     assert "paper: STALE" in stale
-    # ... and never healthy on a journal that has seen no cycle at all.
+    # ... and never healthy where no journal is (nor is an empty one made there).
     fresh = paper.config_copy("fresh.toml", interval=1, database=paper.root / "fresh" / "x.sqlite")
     never_code, never = await levbot(paper, "health", "--config", str(fresh))
     assert never_code == 1, never
-    assert "last successful cycle never" in never
+    assert f"no journal at {paper.root / 'fresh' / 'x.sqlite'}" in never
+    assert not (paper.root / "fresh" / "x.sqlite").exists()
 
 
 async def test_levbot_run_when_killed_and_restarted_then_nothing_lost_or_repeated(

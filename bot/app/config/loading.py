@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from bot.app.config.levbot import LevbotConfig
 from bot.app.config.problems import ConfigError, Loc, problem_lines, render_path
+
+logger = logging.getLogger(__name__)
+
+# Secrets a command may not use: the Telegram table, or the venues' credentials.
+SecretScope = Literal["telegram", "credentials"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The deepest a real config nests is accounts[i].symbol_targets["S"].max (4 levels).
@@ -25,12 +31,22 @@ MAX_EXPONENT = 30
 MAX_NUMBER: int = 10**MAX_EXPONENT
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> LevbotConfig:
+def load_config(
+    path: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    unused_secrets: Collection[SecretScope] = (),
+) -> LevbotConfig:
     """Read, expand and validate a config file; raise `ConfigError` listing every problem.
 
     `${VAR}` is looked up in `env` (default: `os.environ`), then in a `.env` next to the
     config file, then in a `.env` in the working directory. A `.env` file never
     overrides the environment.
+
+    `unused_secrets` names what the caller never uses (`levbot status` uses neither the
+    Telegram token nor the venues' keys): an unset `${VAR}` there is not a problem. The
+    Telegram table is then left out; a credential keeps its unexpanded `${VAR}` text,
+    which nothing reads.
     """
     raw = _read_toml(path)
     shape = _shape_problems(raw)
@@ -39,6 +55,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LevbotConfi
     variables = _variables(path, os.environ if env is None else env)
     unset: list[tuple[Loc, str]] = []
     expanded = _expand(raw, (), variables, unset)
+    unset = _excuse_unused(expanded, unset, unused_secrets)
     problems = [
         f"{render_path(loc)}: environment variable {name} is not set" for loc, name in unset
     ]
@@ -51,6 +68,21 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LevbotConfi
     if problems:
         raise ConfigError(path, problems)
     return config
+
+
+def _excuse_unused(
+    expanded: object, unset: list[tuple[Loc, str]], unused: Collection[SecretScope]
+) -> list[tuple[Loc, str]]:
+    """The unset references that still matter; a note in the log for each one excused."""
+    kept: list[tuple[Loc, str]] = []
+    for loc, name in unset:
+        if "telegram" in unused and loc[:1] == ("telegram",) and isinstance(expanded, dict):
+            expanded.pop("telegram", None)
+        elif not ("credentials" in unused and loc[2:3] == ("credentials",)):
+            kept.append((loc, name))
+            continue
+        logger.info("%s: %s is not set; not used by this command", render_path(loc), name)
+    return kept
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

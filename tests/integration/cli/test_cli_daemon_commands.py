@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.entrypoints.cli import app
+from bot.store.journal import Journal
 
 PAPER = Path(__file__).parents[3] / "config" / "paper.toml"
 
@@ -22,6 +24,10 @@ def paper_config(tmp_path: Path) -> Path:
     path = tmp_path / "paper.toml"
     path.write_text(text)
     return path
+
+
+async def _make_journal(url: str) -> None:
+    await (await Journal.open(url)).close()
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -89,7 +95,11 @@ def test_plan_when_account_unknown_then_exit_2(paper_config: Path) -> None:
     assert "--account nope: not in the config (paper)" in output
 
 
-def test_status_history_health_when_journal_is_empty_then_say_so(paper_config: Path) -> None:
+def test_status_history_health_when_journal_is_empty_then_say_so(
+    paper_config: Path, tmp_path: Path
+) -> None:
+    # The journal exists (a daemon made it); read-only commands never make one.
+    asyncio.run(_make_journal(f"sqlite:///{tmp_path}/levbot.sqlite"))
     code, output = run("status", "--config", str(paper_config))
     assert code == 0 and "never" in output
     code, output = run("history", "--config", str(paper_config))
