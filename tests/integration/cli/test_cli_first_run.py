@@ -4,6 +4,9 @@ creates from an example)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -11,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.entrypoints.cli import app
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_version_when_asked_then_prints_the_installed_version() -> None:
@@ -51,13 +56,18 @@ def test_run_when_the_data_directory_is_not_writable_then_one_line_says_whose_it
 ) -> None:
     # /sys refuses new files even to root: the same PermissionError as a host directory
     # mounted at /data that the image's user does not own.
-    paper = (Path(__file__).parents[3] / "config" / "paper.toml").read_text()
+    paper = (REPO / "config" / "paper.toml").read_text()
     config = tmp_path / "levbot.toml"
     config.write_text(paper.replace("sqlite:///data/levbot.sqlite", "sqlite:////sys/levbot.sqlite"))
 
-    result = CliRunner().invoke(app, ["run", "--config", str(config)])
+    # A process of its own: `run` sets up the root log handlers, which must not outlive it.
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run", "--config", str(config)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
 
-    assert result.exit_code == 2, result.output
-    (line,) = result.output.splitlines()
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = (result.stdout + result.stderr).splitlines()
     assert line.startswith("error: cannot write /sys/levbot.sqlite: Permission denied")
     assert '--user "$(id -u):$(id -g)"' in line
