@@ -90,7 +90,13 @@ feed = "builtin"
                 status, text = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
             except OSError:
                 status = 0  # not listening yet
-            if status == 200 and cycles_of(text) >= 1:
+            # Under load the first cycle may not be the one that journals a snapshot: wait
+            # for a cycle and the account's leverage gauge, both from the real process.
+            if (
+                status == 200
+                and cycles_of(text) >= 1
+                and 'levbot_leverage{account="paper"}' in text
+            ):
                 break
             assert loop.time() < deadline, f"no cycle on /metrics:\n{log.read_text()[-3000:]}"
             await asyncio.sleep(0.1)
