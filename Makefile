@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/paper.toml
 
-.PHONY: install run test lint typecheck unit bench efficacy clean chaos crash
+.PHONY: install run test lint typecheck unit bench efficacy clean chaos crash fuzz
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -48,6 +48,11 @@ CRASH_TRIALS ?= 100
 chaos: install
 	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_FAULTS=$(CHAOS_FAULTS) CHAOS_SEED=$(CHAOS_SEED) \
 		$(BIN)/pytest -q -s tests/e2e/test_chaos.py
+
+# Fresh random examples for the config loader's fuzz (make test runs a fixed 300).
+FUZZ_EXAMPLES ?= 5000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/unit/app/test_config_fuzz.py
 
 crash: install
 	CRASH_TRIALS=$(CRASH_TRIALS) $(BIN)/pytest -q -s tests/e2e/test_crash.py

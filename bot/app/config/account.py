@@ -128,12 +128,15 @@ class PolicyConfig(ConfigTable):
     allow_increase: bool = False
     # Money bounds: at most 1e12 (a larger figure is a typo, and breaks no sum below it).
     max_order_notional: Decimal | None = Field(default=None, le=MAX_MONEY)
-    # 0 to 86400 (one day); the domain's Policy refuses a negative one.
-    cooldown_seconds: float = Field(default=300.0, le=DAY_SECONDS, allow_inf_nan=False)
+    # 0 to 86400 (one day). Bounded here, not only by the domain's Policy: a huge negative
+    # value would overflow timedelta before the domain could refuse it (found by the fuzz).
+    cooldown_seconds: float = Field(default=300.0, ge=0, le=DAY_SECONDS, allow_inf_nan=False)
     daily_transfer_cap: Decimal | None = Field(default=None, le=MAX_MONEY)
     source_floor: Decimal = Field(default=Decimal(0), le=MAX_MONEY)
-    # (0, 86400]; the domain's Policy refuses 0 and below.
-    max_snapshot_age_seconds: float = Field(default=120.0, le=DAY_SECONDS, allow_inf_nan=False)
+    # (0, 86400], bounded here for the same reason.
+    max_snapshot_age_seconds: float = Field(
+        default=120.0, gt=0, le=DAY_SECONDS, allow_inf_nan=False
+    )
     slippage_allowance: Decimal = Decimal("0.0005")
 
     @model_validator(mode="after")

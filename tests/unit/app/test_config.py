@@ -178,14 +178,20 @@ def test_load_config_when_symbol_band_is_bad_then_path_quotes_the_symbol(
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
-        ("cooldown_seconds = -1", "cooldown_seconds: must not be negative (got -1.0)"),
+        ("cooldown_seconds = -1", "cooldown_seconds: must be at least 0 (got -1)"),
         ("max_order_notional = 0", "max_order_notional: must be positive (got 0)"),
         ("source_floor = -5", "source_floor: must not be negative (got -5)"),
         ("slippage_allowance = 0.5", "slippage_allowance: must be in [0, 0.1) (got 0.5)"),
-        ("max_snapshot_age_seconds = 0", "max_snapshot_age_seconds: must be positive (got 0.0)"),
+        ("max_snapshot_age_seconds = 0", "max_snapshot_age_seconds: must be greater than 0 "
+         "(got 0)"),
+        # Found by the fuzz: a huge negative overflowed timedelta (a traceback).
+        ("cooldown_seconds = -86399999913601", "cooldown_seconds: must be at least 0 "
+         "(got -86399999913601)"),
+        ("max_snapshot_age_seconds = -86399999913601", "max_snapshot_age_seconds: must be "
+         "greater than 0 (got -86399999913601)"),
         ('prefer = "both"', "prefer: must be 'collateral' or 'orders' (got \"both\")"),
     ],
-)
+)  # fmt: skip
 def test_load_config_when_policy_is_bad_then_error_names_field_and_value(
     problems_of: Problems, policy: str, expected: str
 ) -> None:
