@@ -62,10 +62,6 @@ class Redactor:
         # Never the secrets themselves.
         return f"Redactor({len(self.secrets)} secret(s))"
 
-    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
-        """A redactor for these secrets and this one's."""
-        return Redactor((*self.secrets, *secrets))
-
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every form of every secret replaced by `***`."""
