@@ -53,20 +53,29 @@ class Settler:
     clock: Clock
     # Unknown actions the venue cannot look up: the owner was told; not asked again.
     unresolvable: set[str] = field(default_factory=set)
+    # Whether an `unknown` action may still be looked up: true at start-up (a previous
+    # process may have left some) and whenever one is left; a steady cycle with none
+    # skips the journal query.
+    lookups_due: bool = True
 
     async def settle_unknown(self) -> list[str]:
         """Look up the actions journaled `unknown` (lately) that the venue can look up."""
+        if not self.lookups_due:
+            return []
         since = self.clock() - UNKNOWN_LOOKUP_WINDOW
         notes: list[str] = []
+        self.lookups_due = False
         for intent in await self.journal.unknown_intents(self.name, since):
             if intent.client_id in self.unresolvable:
                 continue
             try:
                 notes.append(await self.settle(intent, interrupted=False))
             except AuthenticationError:
+                self.lookups_due = True
                 raise
             except ExchangeError as error:
                 # Asked again next cycle; the action keeps counting as done meanwhile.
+                self.lookups_due = True
                 logger.warning("%s: cannot look up %s yet: %s", self.name, intent.client_id, error)
         return notes
 
@@ -161,6 +170,8 @@ class Settler:
                 logger.warning("%s: cannot look up %s: %s", self.name, outcome.client_id, error)
                 found = None
             if found is None:
+                # Still unknown: looked up again next cycle (unless it cannot be).
+                self.lookups_due |= outcome.client_id not in self.unresolvable
                 settled.append(outcome)
                 continue
             await self.journal.resolve_intent(

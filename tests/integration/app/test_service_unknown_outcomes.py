@@ -322,3 +322,36 @@ async def test_run_cycle_when_journal_cannot_finish_a_cycle_then_logged_alert_an
     assert report.status is CycleStatus.OK
     [alerted] = log_alerts(caplog)
     assert "at a cycle's end: OSError: disk I/O error" in alerted
+
+
+@dataclass
+class CountingJournal:
+    """The real journal, counting how often the cycle asks for unknown actions."""
+
+    journal: Journal
+    unknown_queries: int = 0
+
+    async def unknown_intents(self, *args: Any, **kwargs: Any) -> Any:
+        self.unknown_queries += 1
+        return await self.journal.unknown_intents(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.journal, name)
+
+
+async def test_run_cycle_when_nothing_unknown_then_steady_cycles_skip_the_lookup_query(
+    journal: Journal, clock: FakeClock
+) -> None:
+    counting = CountingJournal(journal)
+    runtime = AccountRuntime(
+        name=ACCOUNT, exchange=ScriptedExchange(venue(clock)), targets=BAND, policy=Policy(),
+        interval=timedelta(seconds=30),
+    )  # fmt: skip
+    account = AccountService(runtime, counting, clock)  # type: ignore[arg-type]
+
+    for _ in range(3):
+        await account.run_cycle()
+        clock.advance(30)
+
+    # Once at start-up (a previous process may have left some), then not again.
+    assert counting.unknown_queries == 1
