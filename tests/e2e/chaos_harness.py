@@ -265,6 +265,27 @@ class Verdict:
         return "\n".join(lines)
 
 
+async def settle_and_judge(
+    journal: Journal, venue: VenueProcess, daemon: DaemonProcess, seconds: float, after: str
+) -> tuple[int | None, Verdict]:
+    """Wait (up to `seconds`) for a settled journal from now on, stop the daemon with
+    SIGTERM and judge; a journal that never settles is a mismatch. Returns the exit code."""
+    clean_from = datetime.now(UTC)
+
+    async def reconciled() -> bool:
+        return await settled(journal, clean_from)
+
+    was_settled = await wait_for("a clean reconciliation", reconciled, seconds, daemon)
+    code = await daemon.terminate()
+    verdict = await judge(journal, venue)
+    if not was_settled:
+        verdict.mismatches.append(
+            f"no settled journal within {seconds:.0f}s of {after} "
+            "(pending or unknown actions left, or no clean cycles)"
+        )
+    return code, verdict
+
+
 async def judge(journal: Journal, venue: VenueProcess) -> Verdict:
     """Compare the journal with the venue's record (see the module docstring)."""
     record = await venue.record()

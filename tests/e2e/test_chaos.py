@@ -27,8 +27,7 @@ from tests.e2e.chaos_harness import (
     DaemonProcess,
     VenueProcess,
     cycles_of,
-    judge,
-    settled,
+    settle_and_judge,
     streak_alerts,
     wait_for,
     write_config,
@@ -88,24 +87,14 @@ async def test_daemon_when_the_venue_breaks_30_percent_of_replies_then_journal_e
 
         await wait_for("three failed cycles", three_failed, OUTAGE_SECONDS, daemon)
         await venue.set_faults("")
-        clean_from = datetime.now(UTC)
-
-        async def reconciled() -> bool:
-            return await settled(journal, clean_from)
-
-        was_settled = await wait_for("a clean reconciliation", reconciled, SETTLE_SECONDS, daemon)
-        code = await daemon.terminate()
-        verdict = await judge(journal, venue)
+        code, verdict = await settle_and_judge(
+            journal, venue, daemon, SETTLE_SECONDS, "switching faults off"
+        )
     finally:
         if daemon is not None:
             await daemon.reap()
         await venue.stop()
 
-    if not was_settled:
-        verdict.mismatches.append(
-            f"no settled journal within {SETTLE_SECONDS:.0f}s of switching faults off "
-            "(pending or unknown actions left, or no clean cycles)"
-        )
     alerts = streak_alerts(database)
     streak = verdict.figures["longest failure streak"]
     verdict.figures["streak alerts"] = len(alerts)

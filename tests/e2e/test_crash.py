@@ -16,7 +16,6 @@ import random
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,7 @@ from tests.e2e.chaos_harness import (
     ACCOUNT,
     DaemonProcess,
     VenueProcess,
-    judge,
-    settled,
+    settle_and_judge,
     wait_for,
     write_config,
 )
@@ -83,23 +81,14 @@ async def test_daemon_when_killed_at_random_moments_then_journal_equals_venue(
                 kills["at a random moment"] += 1
             assert await daemon.kill() == -signal.SIGKILL
         daemon = await DaemonProcess.start(tmp_path, config)
-        clean_from = datetime.now(UTC)
-
-        async def reconciled() -> bool:
-            return await settled(journal, clean_from)
-
-        was_settled = await wait_for("a clean reconciliation", reconciled, SETTLE_SECONDS, daemon)
-        code = await daemon.terminate()
-        verdict = await judge(journal, venue)
+        code, verdict = await settle_and_judge(
+            journal, venue, daemon, SETTLE_SECONDS, "the last restart"
+        )
     finally:
         if daemon is not None:
             await daemon.reap()
         await venue.stop()
 
-    if not was_settled:
-        verdict.mismatches.append(
-            f"no settled journal within {SETTLE_SECONDS:.0f}s of the last restart"
-        )
     verdict.figures = {"trials": TRIALS, "kills": dict(kills), **verdict.figures}
     print(verdict.report(f"crash x{TRIALS}"))  # `make crash` shows the figures
 
