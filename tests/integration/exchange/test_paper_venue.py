@@ -32,23 +32,19 @@ async def test_paper_venue_when_ccxt_snapshots_transfers_and_orders_then_the_ven
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "venue.json"
-    async with running_venue(state) as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            before = await exchange.fetch_snapshot()
-            (position,) = before.positions
-            assert position.side is Side.LONG and position.contracts > 0
-            assert before.derivatives.total == Decimal(10000)
-            assert before.source is not None and before.source.total == Decimal(5000)
-            assert position.maintenance_margin is not None and position.maintenance_margin > 0
+    async with running_venue(state) as venue, adapter_on(venue.url) as exchange:
+        before = await exchange.fetch_snapshot()
+        (position,) = before.positions
+        assert position.side is Side.LONG and position.contracts > 0
+        assert before.derivatives.total == Decimal(10000)
+        assert before.source is not None and before.source.total == Decimal(5000)
+        assert position.maintenance_margin is not None and position.maintenance_margin > 0
 
-            moved = await exchange.transfer("USDT", Decimal("250.5"), True, "t-1")
-            order = await exchange.create_order(_reduce("lb-order-1"))
-            found = await exchange.fetch_order_by_client_id(SYMBOL, "lb-order-1")
-            missing = await exchange.fetch_order_by_client_id(SYMBOL, "never-sent")
-            after = await exchange.fetch_snapshot()
-        finally:
-            await exchange.close()
+        moved = await exchange.transfer("USDT", Decimal("250.5"), True, "t-1")
+        order = await exchange.create_order(_reduce("lb-order-1"))
+        found = await exchange.fetch_order_by_client_id(SYMBOL, "lb-order-1")
+        missing = await exchange.fetch_order_by_client_id(SYMBOL, "never-sent")
+        after = await exchange.fetch_snapshot()
 
     assert missing is None
     assert found is not None and found.exchange_id == order.exchange_id
@@ -68,19 +64,11 @@ async def test_paper_venue_when_restarted_from_its_file_then_the_account_and_rec
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "venue.json"
-    async with running_venue(state) as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            order = await exchange.create_order(_reduce("before-restart"))
-        finally:
-            await exchange.close()
-    async with running_venue(state) as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            found = await exchange.fetch_order_by_client_id(SYMBOL, "before-restart")
-            snapshot = await exchange.fetch_snapshot()
-        finally:
-            await exchange.close()
+    async with running_venue(state) as venue, adapter_on(venue.url) as exchange:
+        order = await exchange.create_order(_reduce("before-restart"))
+    async with running_venue(state) as venue, adapter_on(venue.url) as exchange:
+        found = await exchange.fetch_order_by_client_id(SYMBOL, "before-restart")
+        snapshot = await exchange.fetch_snapshot()
     assert found is not None and found.exchange_id == order.exchange_id
     assert len(venue.book.record.orders) == 1
     assert snapshot.derivatives.total < Decimal(10000)  # the fee and PnL stayed paid
@@ -109,29 +97,27 @@ async def test_paper_venue_when_the_signature_is_wrong_then_binance_minus_1022(
 async def test_paper_venue_when_the_api_key_is_unknown_then_the_adapter_refuses(
     tmp_path: Path,
 ) -> None:
-    async with running_venue(None) as venue:
-        exchange = adapter_on(
+    async with (
+        running_venue(None) as venue,
+        adapter_on(
             venue.url, credentials={"api_key": "someone-else", "secret": "test-secret-0002"}
-        )
-        try:
-            with pytest.raises(ExchangeError):
-                await exchange.fetch_snapshot()
-        finally:
-            await exchange.close()
+        ) as exchange,
+    ):
+        with pytest.raises(ExchangeError):
+            await exchange.fetch_snapshot()
 
 
 async def test_paper_venue_when_an_order_reply_is_lost_then_the_order_is_applied_and_recorded(
     tmp_path: Path,
 ) -> None:
-    async with running_venue(None, faults="order:lost=1") as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            await exchange.fetch_snapshot()
-            with pytest.raises(ExchangeError):
-                await exchange.create_order(_reduce("lost-1"))
-            found = await exchange.fetch_order_by_client_id(SYMBOL, "lost-1")
-        finally:
-            await exchange.close()
+    async with (
+        running_venue(None, faults="order:lost=1") as venue,
+        adapter_on(venue.url) as exchange,
+    ):
+        await exchange.fetch_snapshot()
+        with pytest.raises(ExchangeError):
+            await exchange.create_order(_reduce("lost-1"))
+        found = await exchange.fetch_order_by_client_id(SYMBOL, "lost-1")
     assert found is not None
     assert [o["client_id"] for o in venue.book.record.orders] == ["lost-1"]
     assert venue.venue.faults.injected["lost"] == 1
@@ -140,14 +126,13 @@ async def test_paper_venue_when_an_order_reply_is_lost_then_the_order_is_applied
 async def test_paper_venue_when_a_transfer_is_refused_with_429_then_nothing_moved(
     tmp_path: Path,
 ) -> None:
-    async with running_venue(None, faults="transfer:429=1") as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            await exchange.fetch_snapshot()
-            with pytest.raises(ExchangeError):
-                await exchange.transfer("USDT", Decimal(10), True, "t-429")
-        finally:
-            await exchange.close()
+    async with (
+        running_venue(None, faults="transfer:429=1") as venue,
+        adapter_on(venue.url) as exchange,
+    ):
+        await exchange.fetch_snapshot()
+        with pytest.raises(ExchangeError):
+            await exchange.transfer("USDT", Decimal(10), True, "t-429")
     assert venue.book.record.transfers == []
     assert venue.venue.faults.injected["429"] >= 1
 
@@ -156,38 +141,35 @@ async def test_paper_venue_when_a_transfer_is_refused_with_429_then_nothing_move
 async def test_paper_venue_when_account_replies_are_broken_then_no_snapshot_comes_back(
     tmp_path: Path, kind: FaultKind
 ) -> None:
-    async with running_venue(None, faults=f"account:{kind.value}=1") as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            with pytest.raises(Exception):  # noqa: B017 - which error is the adapter's business
-                await exchange.fetch_snapshot()
-        finally:
-            await exchange.close()
+    async with (
+        running_venue(None, faults=f"account:{kind.value}=1") as venue,
+        adapter_on(venue.url) as exchange,
+    ):
+        with pytest.raises(Exception):  # noqa: B017 - which error is the adapter's business
+            await exchange.fetch_snapshot()
     assert venue.venue.faults.injected[kind.value] >= 1
 
 
 async def test_paper_venue_when_a_read_times_out_then_the_connection_is_dropped(
     tmp_path: Path,
 ) -> None:
-    async with running_venue(None, faults="account:timeout=1", hold_seconds=0.0) as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            with pytest.raises(ExchangeError):
-                await exchange.fetch_snapshot()
-        finally:
-            await exchange.close()
+    async with (
+        running_venue(None, faults="account:timeout=1", hold_seconds=0.0) as venue,
+        adapter_on(venue.url) as exchange,
+    ):
+        with pytest.raises(ExchangeError):
+            await exchange.fetch_snapshot()
 
 
 async def test_paper_venue_when_transfer_history_is_asked_then_binance_rows_come_back(
     tmp_path: Path,
 ) -> None:
-    async with running_venue(None) as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            await exchange.transfer("USDT", Decimal(12), True, "t-a")
-            await exchange.transfer("USDT", Decimal(3), False, "t-b")
-        finally:
-            await exchange.close()
+    async with (
+        running_venue(None) as venue,
+        adapter_on(venue.url) as exchange,
+    ):
+        await exchange.transfer("USDT", Decimal(12), True, "t-a")
+        await exchange.transfer("USDT", Decimal(3), False, "t-b")
         raw = ccxt.binance({**_keys(), "enableRateLimit": False})
         raw.urls["api"] = {
             k: v.replace("https://api.binance.com", venue.url) for k, v in raw.urls["api"].items()
@@ -269,15 +251,14 @@ def test_without_one_field_when_garbling_then_exactly_one_key_is_gone() -> None:
 async def test_paper_venue_when_a_transfer_reply_is_lost_then_its_history_shows_it(
     tmp_path: Path,
 ) -> None:
-    async with running_venue(None, faults="transfer:lost=1") as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            await exchange.fetch_snapshot()
-            with pytest.raises(ExchangeError):
-                await exchange.transfer("USDT", Decimal("42.5"), True, "t-lost")
-            after = await exchange.fetch_snapshot()
-        finally:
-            await exchange.close()
+    async with (
+        running_venue(None, faults="transfer:lost=1") as venue,
+        adapter_on(venue.url) as exchange,
+    ):
+        await exchange.fetch_snapshot()
+        with pytest.raises(ExchangeError):
+            await exchange.transfer("USDT", Decimal("42.5"), True, "t-lost")
+        after = await exchange.fetch_snapshot()
         raw = ccxt.binance({**_keys(), "enableRateLimit": False})
         raw.urls["api"] = {
             k: v.replace("https://api.binance.com", venue.url) for k, v in raw.urls["api"].items()
@@ -294,30 +275,25 @@ async def test_paper_venue_when_a_transfer_reply_is_lost_then_its_history_shows_
 async def test_paper_venue_when_an_order_breaks_a_rule_then_refused_and_nothing_recorded(
     tmp_path: Path,
 ) -> None:
-    async with running_venue(None) as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            snapshot = await exchange.fetch_snapshot()
-            too_big = snapshot.positions[0].contracts + Decimal("0.001")
-            with pytest.raises(ExchangeError):
-                await exchange.create_order(_reduce("too-big", str(too_big)))
-            await exchange.create_order(_reduce("once"))
-            with pytest.raises(ExchangeError):
-                await exchange.create_order(_reduce("once"))  # the same client id again
-        finally:
-            await exchange.close()
+    async with running_venue(None) as venue, adapter_on(venue.url) as exchange:
+        snapshot = await exchange.fetch_snapshot()
+        too_big = snapshot.positions[0].contracts + Decimal("0.001")
+        with pytest.raises(ExchangeError):
+            await exchange.create_order(_reduce("too-big", str(too_big)))
+        await exchange.create_order(_reduce("once"))
+        with pytest.raises(ExchangeError):
+            await exchange.create_order(_reduce("once"))  # the same client id again
     assert [o["client_id"] for o in venue.book.record.orders] == ["once"]
 
 
 async def test_paper_venue_when_restarted_then_fault_counts_carry_on(tmp_path: Path) -> None:
     state = tmp_path / "venue.json"
-    async with running_venue(state, faults="positions:500=1") as venue:
-        exchange = adapter_on(venue.url)
-        try:
-            with pytest.raises(ExchangeError):
-                await exchange.fetch_snapshot()
-        finally:
-            await exchange.close()
+    async with (
+        running_venue(state, faults="positions:500=1") as venue,
+        adapter_on(venue.url) as exchange,
+    ):
+        with pytest.raises(ExchangeError):
+            await exchange.fetch_snapshot()
         first = venue.venue.faults.injected["500"]
     async with running_venue(state) as venue:
         assert venue.venue.faults.injected["500"] == first > 0
