@@ -8,7 +8,7 @@ tiers, funding and liquidation. `SimulatedExchange` puts the Exchange port on to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -22,6 +22,7 @@ from bot.domain.models import (
     Side,
     WalletBalance,
 )
+from bot.domain.stops import StopOrder
 from bot.exchange.port import InsufficientFunds, InvalidOrder, OrderResult, UnknownSymbol
 from bot.exchange.sim.fills import Fill
 from bot.exchange.sim.positions import (
@@ -41,6 +42,10 @@ class SimState:
     positions: list[SimPosition]
     orders: dict[str, OrderResult]
     next_id: int
+    # Stop orders by client id, in the order they were placed (any state), and the
+    # client id of the market order each triggered stop spawned.
+    stops: dict[str, StopOrder] = field(default_factory=dict)
+    stop_fills: dict[str, str] = field(default_factory=dict)
 
 
 class SimAccount:
@@ -75,6 +80,8 @@ class SimAccount:
         self._marks: dict[str, Decimal] = {}
         self._positions: dict[tuple[str, Side], SimPosition] = {}
         self._orders: dict[str, OrderResult] = {}
+        self._stops: dict[str, StopOrder] = {}
+        self._stop_fills: dict[str, str] = {}
         self._next_id = 1
         self.last_fill: Fill | None = None
         self.liquidated: list[tuple[datetime, str, Side]] = []
@@ -90,6 +97,8 @@ class SimAccount:
             positions=[replace(p) for p in self._positions.values()],
             orders=dict(self._orders),
             next_id=self._next_id,
+            stops=dict(self._stops),
+            stop_fills=dict(self._stop_fills),
         )
 
     def restore(self, state: SimState) -> None:
@@ -99,6 +108,8 @@ class SimAccount:
         self._positions = {(p.symbol, p.side): replace(p) for p in state.positions}
         self._orders = dict(state.orders)
         self._next_id = state.next_id
+        self._stops = dict(state.stops)
+        self._stop_fills = dict(state.stop_fills)
 
     def _new_id(self, prefix: str) -> str:
         value = self._next_id

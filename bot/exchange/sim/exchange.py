@@ -7,12 +7,15 @@ raise the same errors a real adapter does, so the service cannot tell it from a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from bot.domain.leverage import round_down
-from bot.domain.models import ZERO, AccountSnapshot, MarginMode, MarketRules, Side
+from bot.domain.models import ZERO, AccountSnapshot, MarginMode, MarketRules, OrderSide, Side
+from bot.domain.stops import StopOrder, StopStatus
 from bot.exchange.port import (
     InsufficientFunds,
     InvalidOrder,
@@ -20,17 +23,19 @@ from bot.exchange.port import (
     OrderRequest,
     OrderResult,
     OrderStatus,
+    StopRequest,
     TransferResult,
 )
 from bot.exchange.sim.account import SimAccount, SimState
 from bot.exchange.sim.fills import Fill, market_fill
 from bot.exchange.sim.positions import SimPosition
+from bot.exchange.sim.stops import check_stop_request, reached, reference_price
 
 __all__ = ["Fill", "SimPosition", "SimState", "SimulatedExchange"]
 
 
 class SimulatedExchange(SimAccount):
-    """A `SimAccount` behind the Exchange port: transfers, margin and market orders."""
+    """A `SimAccount` behind the Exchange port: transfers, margin, market and stop orders."""
 
     def __init__(self, **account: Any) -> None:
         super().__init__(**account)
@@ -149,12 +154,138 @@ class SimulatedExchange(SimAccount):
         result = self._orders.get(client_order_id)
         return result if result is not None and result.symbol == symbol else None
 
+    async def place_stop(self, request: StopRequest) -> StopOrder:
+        rules = self._rules(request.symbol)
+        check_stop_request(
+            request,
+            rules,
+            self.mark(request.symbol),
+            self._positions.get((request.symbol, request.position_side)),
+            known=request.client_order_id in self._stops,
+        )
+        order = StopOrder(
+            client_order_id=request.client_order_id,
+            exchange_id=self._new_id("S"),
+            symbol=request.symbol,
+            side=request.side,
+            amount=request.amount,
+            trigger_price=request.trigger_price,
+            status=StopStatus.OPEN,
+            position_side=request.position_side,
+        )
+        self._stops[request.client_order_id] = order
+        return order
+
+    async def cancel_stop(self, order: StopOrder) -> StopOrder:
+        found = self._find_stop(order)
+        if found is None:
+            # Nothing rests under that id: for the caller that is what a cancel is for.
+            return replace(order, status=StopStatus.CANCELED)
+        if found.resting:
+            found = replace(found, status=StopStatus.CANCELED)
+            self._stops[found.client_order_id] = found
+        return found
+
+    async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
+        for symbol in symbols:
+            self._rules(symbol)
+        return tuple(s for s in self._stops.values() if s.resting and s.symbol in symbols)
+
+    async def fetch_stop(self, symbol: str, client_order_id: str) -> StopOrder | None:
+        self._rules(symbol)
+        found = self._stops.get(client_order_id)
+        return found if found is not None and found.symbol == symbol else None
+
+    def stop_fill(self, client_order_id: str) -> OrderResult | None:
+        """The market order a triggered stop spawned (None: it has not triggered, or it
+        had nothing left to reduce)."""
+        spawned = self._stop_fills.get(client_order_id)
+        return None if spawned is None else self._orders.get(spawned)
+
+    def order_by_exchange_id(self, exchange_id: str) -> OrderResult | None:
+        return next((o for o in self._orders.values() if o.exchange_id == exchange_id), None)
+
     async def close(self) -> None:
         return None
 
+    # -- stops firing -------------------------------------------------------------------
+
+    def trigger_stops(
+        self, symbol: str, open_price: Decimal, adverse_price: Decimal
+    ) -> list[StopOrder]:
+        """Fire every resting stop on `symbol` that a move from `open_price` to
+        `adverse_price` reaches, nearest the open first; their states afterwards.
+
+        Call it per bar (or streamed sub-step) before the liquidation check, with the
+        leg's adverse extreme (the low fires sell stops, the high buy stops; a gap past a
+        trigger fires it either way). Each fills as a reduce-only market order at its
+        trigger, or at the open when the bar opened past it, moved by the slippage; it
+        fills at most what is left of its leg, and nothing (REJECTED) when no leg is left.
+        """
+        self._rules(symbol)
+        fired = []
+        resting = [s for s in self._stops.values() if s.symbol == symbol]
+        for stop in reached(resting, open_price, adverse_price):
+            done = self._fire(stop, reference_price(stop, open_price))
+            self._stops[stop.client_order_id] = done
+            fired.append(done)
+        return fired
+
+    def _fire(self, stop: StopOrder, price: Decimal) -> StopOrder:
+        side = stop.position_side or (Side.LONG if stop.side is OrderSide.SELL else Side.SHORT)
+        pos = self._positions.get((stop.symbol, side))
+        if pos is None or stop.side is not side.closing_order_side:
+            return replace(stop, status=StopStatus.REJECTED)
+        amount = min(stop.amount, pos.contracts)
+        request = OrderRequest(
+            symbol=stop.symbol,
+            side=stop.side,
+            amount=amount,
+            reduce_only=True,
+            position_side=side,
+            client_order_id=f"stop-{stop.exchange_id}",
+            hedged=self.hedge_mode,
+        )
+        # Binance exempts reduce-only orders from the minimum notional.
+        fill = self._reduce(request, self._rules(stop.symbol), price, side, min_cost=False)
+        self.last_fill = fill
+        self._orders[request.client_order_id] = OrderResult(
+            client_order_id=request.client_order_id,
+            exchange_id=self._new_id("O"),
+            symbol=stop.symbol,
+            side=stop.side,
+            amount=amount,
+            filled=amount,
+            average_price=fill.price,
+            fee=fill.fee,
+            status=OrderStatus.CLOSED,
+        )
+        self._stop_fills[stop.client_order_id] = request.client_order_id
+        return replace(
+            stop,
+            status=StopStatus.TRIGGERED,
+            filled=amount,
+            average_price=fill.price,
+            fee=fill.fee,
+        )
+
+    def _find_stop(self, order: StopOrder) -> StopOrder | None:
+        found = self._stops.get(order.client_order_id)
+        if found is not None and found.exchange_id == order.exchange_id:
+            return found
+        return next((s for s in self._stops.values() if s.exchange_id == order.exchange_id), found)
+
     # -- order execution --------------------------------------------------------------
 
-    def _reduce(self, request: OrderRequest, rules: MarketRules, mark: Decimal, side: Side) -> Fill:
+    def _reduce(
+        self,
+        request: OrderRequest,
+        rules: MarketRules,
+        mark: Decimal,
+        side: Side,
+        *,
+        min_cost: bool = True,
+    ) -> Fill:
         pos = self._positions.get((request.symbol, side))
         if pos is None:
             raise InvalidOrder(f"reduce-only: no {side.value} position on {request.symbol}")
@@ -166,7 +297,7 @@ class SimulatedExchange(SimAccount):
             )
         closes = request.amount == pos.contracts
         fill = market_fill(request.side, request.amount, rules, mark, self.slippage)
-        if not closes and fill.notional < rules.min_cost:
+        if min_cost and not closes and fill.notional < rules.min_cost:
             raise InvalidOrder(f"{request.symbol}: notional {fill.notional} < {rules.min_cost}")
         fraction = request.amount / pos.contracts
         realized = side.sign * request.amount * rules.contract_size * (fill.price - pos.entry_price)

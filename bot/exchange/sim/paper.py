@@ -1,7 +1,8 @@
 """The offline paper venue: a simulated account whose mark replays real candles in wall time.
 
 Bar `i` of the feed becomes the mark `i * bar_seconds` after the replay started; every
-bar that passes is checked for liquidation at its adverse extreme, as on a venue. The
+bar that passes fires the resting stops it reaches, then is checked for liquidation at
+its adverse extreme, as on a venue. The
 account is written to a JSON file after every change, atomically, so a paper daemon
 killed with -9 finds its "exchange" as it left it — the same as a real venue would be.
 """
@@ -13,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,11 +22,13 @@ from typing import Any
 
 from bot.domain.leverage import round_down
 from bot.domain.models import AccountSnapshot, MarginMode, OrderSide, Side
+from bot.domain.stops import StopOrder, StopStatus
 from bot.exchange.port import (
     MarginResult,
     OrderRequest,
     OrderResult,
     OrderStatus,
+    StopRequest,
     TransferResult,
 )
 from bot.exchange.sim.exchange import SimPosition, SimState, SimulatedExchange
@@ -133,6 +136,29 @@ class PaperExchange:
     ) -> TransferResult | None:
         return await self.sim.fetch_transfer(client_id, currency, amount, into_derivatives, since)
 
+    async def place_stop(self, request: StopRequest) -> StopOrder:
+        self._advance()
+        try:
+            return await self.sim.place_stop(request)
+        finally:
+            self._save()
+
+    async def cancel_stop(self, order: StopOrder) -> StopOrder:
+        # Advance first: a stop the replay has reached by now is triggered, not cancelled.
+        self._advance()
+        try:
+            return await self.sim.cancel_stop(order)
+        finally:
+            self._save()
+
+    async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
+        self._advance()
+        return await self.sim.fetch_stops(symbols)
+
+    async def fetch_stop(self, symbol: str, client_order_id: str) -> StopOrder | None:
+        self._advance()
+        return await self.sim.fetch_stop(symbol, client_order_id)
+
     async def close(self) -> None:
         self._save()
 
@@ -178,6 +204,12 @@ class PaperExchange:
         while self._cursor < due:
             self._cursor += 1
             bar = self._bars[self._cursor]
+            for extreme in (bar.low, bar.high):
+                for fired in self.sim.trigger_stops(symbol, bar.open, extreme):
+                    logger.info(
+                        "paper account %s: stop %s %s at bar %s",
+                        self.name, fired.client_order_id, fired.status.value, bar.timestamp,
+                    )  # fmt: skip
             if self.sim.check_liquidation(symbol, {Side.LONG: bar.low, Side.SHORT: bar.high}):
                 logger.warning("paper account %s liquidated at bar %s", self.name, bar.timestamp)
             self.sim.set_mark(symbol, bar.close)
@@ -260,7 +292,25 @@ def _encode_state(state: SimState) -> dict[str, Any]:
             for cid, o in state.orders.items()
         },
         "next_id": state.next_id,
+        "stops": {cid: _encode_stop(s) for cid, s in state.stops.items()},
+        "stop_fills": dict(state.stop_fills),
     }  # fmt: skip
+
+
+def _encode_stop(stop: StopOrder) -> dict[str, Any]:
+    return {key: None if value is None else str(value) for key, value in asdict(stop).items()}
+
+
+def _decode_stop(data: dict[str, Any]) -> StopOrder:
+    return StopOrder(
+        client_order_id=data["client_order_id"], exchange_id=data["exchange_id"],
+        symbol=data["symbol"], side=OrderSide(data["side"]), amount=Decimal(data["amount"]),
+        trigger_price=Decimal(data["trigger_price"]), status=StopStatus(data["status"]),
+        position_side=None if data["position_side"] is None else Side(data["position_side"]),
+        filled=Decimal(data["filled"]),
+        average_price=None if data["average_price"] is None else Decimal(data["average_price"]),
+        fee=Decimal(data["fee"]),
+    )  # fmt: skip
 
 
 def _encode_transfers(transfers: dict[str, TransferResult]) -> dict[str, Any]:
@@ -306,4 +356,7 @@ def _decode_state(data: dict[str, Any]) -> SimState:
             for cid, o in data["orders"].items()
         },
         next_id=int(data["next_id"]),
+        # Absent in files written before stops could rest.
+        stops={cid: _decode_stop(s) for cid, s in data.get("stops", {}).items()},
+        stop_fills=dict(data.get("stop_fills", {})),
     )  # fmt: skip
