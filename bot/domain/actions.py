@@ -8,6 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from bot.domain.models import OrderSide, Side
+from bot.domain.stops import Stop, StopOrder
 
 
 class Rule(StrEnum):
@@ -16,6 +17,8 @@ class Rule(StrEnum):
     DELEVER = "de-lever"
     RELEVER = "re-lever"
     EMERGENCY = "emergency"
+    # Keeping the resting backstop ladder in line with the position.
+    BACKSTOP = "backstop"
 
 
 class ActionKind(StrEnum):
@@ -27,6 +30,16 @@ class ActionKind(StrEnum):
     REDUCE_MARGIN = "reduce_margin"
     REDUCE_ORDER = "reduce_order"
     INCREASE_ORDER = "increase_order"
+    # A reduce-only stop placed at the venue, one cancelled, and one that triggered.
+    BACKSTOP_PLACE = "backstop_place"
+    BACKSTOP_CANCEL = "backstop_cancel"
+    BACKSTOP_FILL = "backstop_fill"
+
+
+# The backstop keeper's kinds (the rest are trades the planner makes).
+STOP_KINDS = frozenset(
+    {ActionKind.BACKSTOP_PLACE, ActionKind.BACKSTOP_CANCEL, ActionKind.BACKSTOP_FILL}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +113,82 @@ class Order:
         return ActionKind.REDUCE_ORDER if self.reduce_only else ActionKind.INCREASE_ORDER
 
 
-Action = Transfer | MarginAdjustment | Order
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlaceStop:
+    """Rest `stop` at the venue (a reduce-only stop-market order on the mark price)."""
+
+    stop: Stop
+    reason: Reason
+
+    kind = ActionKind.BACKSTOP_PLACE
+
+    @property
+    def symbol(self) -> str:
+        return self.stop.symbol
+
+    @property
+    def amount(self) -> Decimal:
+        return self.stop.amount
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelStop:
+    """Take a resting stop off the venue (re-priced, resized or orphaned)."""
+
+    order: StopOrder
+    reason: Reason
+
+    kind = ActionKind.BACKSTOP_CANCEL
+
+    @property
+    def symbol(self) -> str:
+        return self.order.symbol
+
+    @property
+    def amount(self) -> Decimal:
+        return self.order.amount
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopFilled:
+    """A resting stop the venue triggered: journaled with its fill, never sent."""
+
+    order: StopOrder
+    reason: Reason
+
+    kind = ActionKind.BACKSTOP_FILL
+
+    @property
+    def symbol(self) -> str:
+        return self.order.symbol
+
+    @property
+    def amount(self) -> Decimal:
+        return self.order.filled
+
+
+# What the planner plans (and the backtest's baselines send).
+TradeAction = Transfer | MarginAdjustment | Order
+# The backstop keeper's actions; they go through the same journal and executor.
+StopAction = PlaceStop | CancelStop | StopFilled
+Action = TradeAction | StopAction
 
 
 def describe_action(action: Action) -> str:
     """One short human line for an action (journal, alerts, CLI and Telegram)."""
+    if isinstance(action, PlaceStop):
+        stop = action.stop
+        return (
+            f"backstop {stop.order_side.value} {stop.amount} {stop.symbol} "
+            f"if mark crosses {stop.trigger_price} (level {stop.level})"
+        )
+    if isinstance(action, CancelStop):
+        order = action.order
+        return f"cancel backstop {order.side.value} {order.amount} {order.symbol} @ {order.trigger_price}"
+    if isinstance(action, StopFilled):
+        order = action.order
+        price = "n/a" if order.average_price is None else f"{order.average_price}"
+        return f"backstop triggered: {order.side.value} {order.filled} {order.symbol} @ {price}"
     if isinstance(action, Order):
         effect = "reduce-only" if action.reduce_only else "increase"
         return (

@@ -12,8 +12,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from bot.domain.actions import Action
+from bot.domain.actions import Action, CancelStop, PlaceStop
 from bot.domain.models import OrderSide, Side
+from bot.domain.stops import StopOrder, StopStatus
 
 
 class OrderStatus(StrEnum):
@@ -82,7 +83,7 @@ class MarginResult:
     add: bool
 
 
-ExchangeReceipt = OrderResult | TransferResult | MarginResult
+ExchangeReceipt = OrderResult | TransferResult | MarginResult | StopOrder
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,10 @@ class ActionOutcome:
             nothing = receipt.did_nothing
             if nothing is not None:
                 return cls(action, client_id, receipt, nothing)
+        if isinstance(receipt, StopOrder):
+            problem = _stop_problem(action, receipt)
+            if problem is not None:
+                return cls(action, client_id, receipt, problem)
         return cls(action, client_id, receipt)
 
     @classmethod
@@ -116,6 +121,19 @@ class ActionOutcome:
     @property
     def ok(self) -> bool:
         return self.status is ActionStatus.OK
+
+
+def _stop_problem(action: Action, receipt: StopOrder) -> str | None:
+    """A placement must leave a stop resting (or already triggered); a cancellation must
+    leave it not resting (cancelled, or triggered before the cancel arrived)."""
+    if isinstance(action, PlaceStop) and receipt.status in (
+        StopStatus.CANCELED,
+        StopStatus.REJECTED,
+    ):
+        return f"stop {receipt.status.value} by the venue"
+    if isinstance(action, CancelStop) and receipt.resting:
+        return "stop still resting after the cancel"
+    return None
 
 
 class ActionJournal(Protocol):

@@ -6,6 +6,7 @@ service above never sees ccxt (or the simulator's internals).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -13,6 +14,7 @@ from typing import Protocol
 
 from bot.domain.models import AccountSnapshot, OrderSide, Side
 from bot.domain.outcomes import MarginResult, OrderResult, OrderStatus, TransferResult
+from bot.domain.stops import StopOrder, StopStatus
 
 __all__ = [
     "AuthenticationError",
@@ -28,6 +30,9 @@ __all__ = [
     "OrderStatus",
     "OutcomeUnknown",
     "RequestObserver",
+    "StopOrder",
+    "StopRequest",
+    "StopStatus",
     "TemporaryError",
     "TransferResult",
     "UnknownSymbol",
@@ -95,6 +100,23 @@ class OrderRequest:
     hedged: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """A reduce-only stop-market order triggered by the mark price (a backstop).
+
+    It triggers when the mark reaches `trigger_price` from the current side: for a long
+    (`side` sell) when the mark falls to it, for a short (`side` buy) when it rises to it.
+    `client_order_id` makes it idempotent and findable after a crash."""
+
+    symbol: str
+    side: OrderSide
+    amount: Decimal
+    trigger_price: Decimal
+    position_side: Side
+    client_order_id: str
+    hedged: bool = False
+
+
 class Exchange(Protocol):
     """One account on one venue."""
 
@@ -137,6 +159,25 @@ class Exchange(Protocol):
         """The transfer sent with `client_id` (at or after `since`), or None when the venue
         has no record of it (never reached it, or refused it). Raises `CapabilityMissing`
         where the venue cannot look transfers up."""
+        ...
+
+    async def place_stop(self, request: StopRequest) -> StopOrder:
+        """Rest a reduce-only stop-market order on the mark price; its state (open)."""
+        ...
+
+    async def cancel_stop(self, order: StopOrder) -> StopOrder:
+        """Cancel a resting stop; its state afterwards. A stop that is already gone
+        (triggered or cancelled) is not an error: its current state is returned."""
+        ...
+
+    async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
+        """Every open (untriggered) reduce-only stop order on `symbols`, whoever placed
+        it; the caller tells its own by `exchange_id`."""
+        ...
+
+    async def fetch_stop(self, symbol: str, client_order_id: str) -> StopOrder | None:
+        """The stop sent with `client_order_id` in whatever state it is (open, triggered
+        with its fill, cancelled), or None when the venue never saw it."""
         ...
 
     async def close(self) -> None:
