@@ -86,4 +86,5 @@ def build_runtime(account: AccountConfig, exchange: Exchange) -> AccountRuntime:
         interval=timedelta(seconds=account.interval_seconds),
         dry_run=account.dry_run,
         unreachable_after=account.unreachable_alert_after,
+        backstop=account.to_backstop(),
     )

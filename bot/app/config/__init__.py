@@ -32,6 +32,7 @@ from bot.app.config.levbot import (
 )
 from bot.app.config.loading import load_config
 from bot.app.config.problems import SECRET_KEYS, ConfigError
+from bot.app.config.protection import BackstopConfig, StreamConfig, StreamSettings
 
 __all__ = [
     "BUILTIN_FEED",
@@ -40,6 +41,7 @@ __all__ = [
     "SECRET_KEYS",
     "SIMULATED",
     "AccountConfig",
+    "BackstopConfig",
     "CollateralSource",
     "ConfigError",
     "DatabaseConfig",
@@ -49,6 +51,8 @@ __all__ = [
     "LogLevel",
     "PolicyConfig",
     "SimConfig",
+    "StreamConfig",
+    "StreamSettings",
     "TargetConfig",
     "TelegramConfig",
     "load_config",

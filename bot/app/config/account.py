@@ -16,8 +16,6 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationInfo,
@@ -26,7 +24,10 @@ from pydantic import (
 )
 
 from bot.app.config.problems import CREDENTIALS_KEY, NO_VALUE, Loc, raise_problems
+from bot.app.config.protection import BackstopConfig, StreamConfig, StreamSettings
+from bot.app.config.table import ConfigTable
 from bot.domain.models import MarginMode, Side
+from bot.domain.stops import BackstopSettings
 from bot.domain.targets import Policy, Prefer, Target, TargetError, Targets
 from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.exchange.sim.markets import binance_usdm_markets
@@ -83,13 +84,6 @@ def check_http_url(value: str, *, path_allowed: bool) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
     return value.rstrip("/")
-
-
-class ConfigTable(BaseModel):
-    """Every table: frozen, and an unknown key is an error."""
-
-    # hide_input_in_errors: a raw ValidationError, if ever printed, must not show secrets.
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class TargetConfig(ConfigTable):
@@ -249,6 +243,8 @@ class AccountConfig(ConfigTable):
     symbol_targets: dict[Symbol, TargetConfig] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     dry_run: bool = False
+    backstop: BackstopConfig = Field(default_factory=BackstopConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
     sim: SimConfig | None = None
 
     @model_validator(mode="before")
@@ -322,8 +318,27 @@ class AccountConfig(ConfigTable):
         for symbol in self.symbol_targets:
             if self.symbols and symbol not in self.symbols:
                 found.append((("symbol_targets", symbol), "symbol is not in symbols", symbol))
+        found.extend(self._backstop_problems())
         raise_problems(found)
         return self
+
+    def _backstop_problems(self) -> list[tuple[Loc, str, object]]:
+        """The backstop's danger point lies past every emergency threshold: a stop that
+        fired first would cut the position before the planner's own emergency step."""
+        backstop = self.backstop
+        # A ratio left at its default on an account that never places stops is no typo.
+        if not self.to_backstop().enabled and "margin_ratio" not in backstop.model_fields_set:
+            return []
+        thresholds = [("target", self.target.emergency_margin_ratio)]
+        thresholds += [
+            (f'symbol_targets["{symbol}"]', target.emergency_margin_ratio)
+            for symbol, target in self.symbol_targets.items()
+        ]
+        where, highest = max(thresholds, key=lambda item: item[1])
+        if backstop.margin_ratio > highest:
+            return []
+        message = f"must be greater than {where}.emergency_margin_ratio ({highest}) and less than 1"
+        return [(("backstop", "margin_ratio"), message, backstop.margin_ratio)]
 
     def _real_exchange_problems(self) -> list[tuple[Loc, str, object]]:
         """The account against its venue profile's declaration."""
@@ -371,3 +386,10 @@ class AccountConfig(ConfigTable):
 
     def to_policy(self) -> Policy:
         return self.policy.to_policy()
+
+    def to_backstop(self) -> BackstopSettings:
+        """The backstop ladder's settings; off by default on a dry-run account."""
+        return self.backstop.to_settings(dry_run=self.dry_run)
+
+    def to_stream(self) -> StreamSettings:
+        return self.stream.to_settings()

@@ -9,8 +9,9 @@ from urllib.parse import unquote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bot.app.config.account import AccountConfig, ConfigTable, check_http_url
+from bot.app.config.account import AccountConfig, check_http_url
 from bot.app.config.problems import URL_PASSWORD, Loc, raise_problems
+from bot.app.config.table import ConfigTable
 from bot.domain.vocabulary import AlertLevel
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]

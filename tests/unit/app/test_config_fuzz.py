@@ -54,6 +54,17 @@ max_snapshot_age_seconds = 30
 max_order_notional = 1000
 daily_transfer_cap = 5000
 source_floor = 0
+[accounts.backstop]
+enabled = true
+margin_ratio = 0.85
+liquidation_buffer = 0.02
+levels = 3
+fraction = 0.5
+reprice_tolerance = 0.005
+[accounts.stream]
+enabled = true
+debounce_seconds = 1.0
+max_backoff_seconds = 60
 [accounts.sim]
 equity = 10000
 reserve = 5000
