@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bot.domain.models import OrderSide, Side
 from bot.exchange.paper_venue import binance_payloads as payloads
+from bot.exchange.paper_venue.algo_orders import AlgoOrders
 from bot.exchange.paper_venue.fault_replies import (
     error_reply,
     garbled_reply,
@@ -27,6 +28,7 @@ from bot.exchange.paper_venue.fault_replies import (
 )
 from bot.exchange.paper_venue.faults import FaultKind, FaultPlan
 from bot.exchange.paper_venue.signing import Refusal, Signer
+from bot.exchange.paper_venue.stream import MarkPriceStreams
 from bot.exchange.paper_venue.venue_book import VenueBook
 from bot.exchange.port import InsufficientFunds, InvalidOrder, OrderRequest
 
@@ -66,6 +68,7 @@ class PaperVenue:
         # The fault counts live in the record, so they survive a restart.
         self.faults.injected = book.record.faults
         self._lock = asyncio.Lock()
+        self._algo = AlgoOrders(book, self._symbol, _order_refusal)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -86,11 +89,13 @@ class PaperVenue:
             ("GET", "/api/v3/account", "spot", True, False, self._spot),
             ("POST", "/sapi/v1/asset/transfer", "transfer", True, True, self._transfer),
             ("GET", "/sapi/v1/asset/transfer", "transfer_history", True, False, self._history),
+            *self._algo.routes(),
         ]
         for method, path, endpoint, signed, writes, action in routes:
             app.router.add_route(method, path, self._handler(endpoint, signed, writes, action))
         app.router.add_get("/paper/record", self._record)
         app.router.add_post("/paper/faults", self._set_faults)
+        MarkPriceStreams(self.book).register(app)  # the markPrice websocket (issue 10)
         return app
 
     # -- the request pipeline ---------------------------------------------------------
@@ -188,6 +193,13 @@ class PaperVenue:
     async def _query_order(self, params: Params) -> Any:
         symbol = self._symbol(params)
         client_id = params.get("origClientOrderId")
+        number = _int_or_none(params.get("orderId"))
+        if not client_id and number is not None:
+            # By orderId: how a triggered stop's market order (its actualOrderId) is found.
+            by_number = await self.book.find_order_by_number(symbol, number)
+            client_id = None if by_number is None else by_number[1]
+            if client_id is None:
+                raise Refusal(400, -2013, "Order does not exist.")
         if not client_id:
             raise Refusal(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent.")
         found = await self.book.find_order(symbol, client_id)

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.domain.leverage import notional, tier_brackets, unrealized_pnl
 from bot.domain.models import ZERO, AccountSnapshot, MarketRules, Position, Side
+from bot.domain.stops import StopOrder, StopStatus
 from bot.exchange.port import OrderResult, OrderStatus
 
 Json = dict[str, Any]
@@ -290,8 +291,78 @@ def order(
 
 
 def exchange_number(exchange_id: str) -> int:
-    """The simulator's 'O12' / 'T13' as Binance's numeric orderId / tranId."""
-    return int(exchange_id.lstrip("OT"))
+    """The simulator's 'O12' / 'T13' / 'S14' as Binance's numeric orderId / tranId / algoId."""
+    return int(exchange_id.lstrip("OTS"))
+
+
+# A triggered stop's market order fills at once, so Binance reports it FINISHED; one
+# that found nothing to reduce expired.
+_ALGO_STATUS = {
+    StopStatus.OPEN: "NEW",
+    StopStatus.TRIGGERED: "FINISHED",
+    StopStatus.CANCELED: "CANCELED",
+    StopStatus.REJECTED: "EXPIRED",
+}
+
+
+def algo_order(
+    stop: StopOrder,
+    *,
+    position_side: str,
+    working_type: str,
+    create_ms: int,
+    update_ms: int,
+    trigger_ms: int = 0,
+    actual: OrderResult | None = None,
+    query: bool = False,
+) -> Json:
+    """POST /fapi/v1/algoOrder (a conditional STOP_MARKET) and, `query`, GET
+    /fapi/v1/algoOrder and the rows of GET /fapi/v1/openAlgoOrders, which add the spawned
+    order (`actualOrderId`, `actualPrice`) and the TP/SL fields."""
+    body: Json = {
+        "algoId": exchange_number(stop.exchange_id),
+        "clientAlgoId": stop.client_order_id,
+        "algoType": "CONDITIONAL",
+        "orderType": "STOP_MARKET",
+        "symbol": market_id(stop.symbol),
+        "side": stop.side.value.upper(),
+        "positionSide": position_side,
+        "timeInForce": "GTC",
+        "quantity": _plain(stop.amount),
+        "algoStatus": _ALGO_STATUS[stop.status],
+        "triggerPrice": _plain(stop.trigger_price),
+        "price": "0.00",
+        "icebergQuantity": None,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "workingType": working_type,
+        "priceMatch": "NONE",
+        "closePosition": False,
+        "priceProtect": False,
+        "reduceOnly": position_side == "BOTH",
+        "createTime": create_ms,
+        "updateTime": update_ms,
+        "triggerTime": trigger_ms,
+        "goodTillDate": 0,
+    }
+    if query:
+        body["actualOrderId"] = "" if actual is None else str(exchange_number(actual.exchange_id))
+        body["actualPrice"] = _plain((actual.average_price if actual else None) or ZERO)
+        body["tpTriggerPrice"] = "0.000"
+        body["tpPrice"] = "0.000"
+        body["slTriggerPrice"] = "0.000"
+        body["slPrice"] = "0.000"
+        body["tpOrderType"] = ""
+    return body
+
+
+def algo_canceled(stop: StopOrder) -> Json:
+    """DELETE /fapi/v1/algoOrder."""
+    return {
+        "algoId": exchange_number(stop.exchange_id),
+        "clientAlgoId": stop.client_order_id,
+        "code": "200",
+        "msg": "success",
+    }
 
 
 def transfer(tran_id: int) -> Json:

@@ -48,8 +48,10 @@ READ_ENDPOINTS = (
     "order_query",
     "spot",
     "transfer_history",
+    "algo_query",
+    "algo_open",
 )
-WRITE_ENDPOINTS = ("order", "margin", "transfer")
+WRITE_ENDPOINTS = ("order", "margin", "transfer", "algo_order", "algo_cancel")
 ENDPOINTS = READ_ENDPOINTS + WRITE_ENDPOINTS
 GROUPS: dict[str, tuple[str, ...]] = {
     "all": ENDPOINTS,

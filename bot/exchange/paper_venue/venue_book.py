@@ -3,7 +3,10 @@ every write it executed, each kept in a file so the venue outlives any client.
 
 The account lives in `<state>.account.json` (PaperExchange's own format); the record
 (every executed order and transfer with its ids and time, the transfer history Binance
-serves, and the faults injected) in `<state>`, written atomically after every change.
+serves, every stop order placed with its flags, and the faults injected) in `<state>`,
+written atomically after every change. A stop's state (resting, triggered with the
+market order it spawned, cancelled) lives in the account, which fires it as the replay
+moves the mark past its trigger.
 The record is what a chaos run checks the client's journal against.
 """
 
@@ -20,8 +23,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bot.domain.stops import StopOrder, StopStatus
 from bot.exchange.paper_venue import binance_payloads as payloads
-from bot.exchange.port import MarginResult, OrderRequest, OrderResult
+from bot.exchange.port import MarginResult, OrderRequest, OrderResult, StopRequest
 from bot.exchange.sim.paper import PaperExchange, PaperSettings
 
 logger = logging.getLogger(__name__)
@@ -38,12 +42,16 @@ class VenueRecord:
     orders: list[dict[str, Any]] = field(default_factory=list)
     transfers: list[dict[str, Any]] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
+    # Stop orders placed (algo orders), with the flags their replies echo; a cancel
+    # through the venue adds its time.
+    stops: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "version": 1,
             "orders": self.orders,
             "transfers": self.transfers,
+            "stops": self.stops,
             "faults": dict(self.faults),
         }
 
@@ -53,6 +61,7 @@ class VenueRecord:
             orders=list(data.get("orders", [])),
             transfers=list(data.get("transfers", [])),
             faults=Counter(data.get("faults", {})),
+            stops=list(data.get("stops", [])),
         )
 
 
@@ -95,6 +104,44 @@ class VenueBook:
         )
         return result, int(at)
 
+    async def find_order_by_number(
+        self, symbol: str, number: int
+    ) -> tuple[OrderResult, str] | None:
+        """The order with Binance orderId `number` (a stop's spawned order included),
+        and its client id."""
+        await self.paper.fetch_snapshot()
+        found = self.paper.sim.order_by_exchange_id(f"O{number}")
+        if found is None or found.symbol != symbol:
+            return None
+        return found, found.client_order_id
+
+    async def find_stop(
+        self, symbol: str, client_id: str | None, number: int | None
+    ) -> StopOrder | None:
+        """A stop by its client id or its algoId, in whatever state it is now."""
+        if client_id is None:
+            entry = next((e for e in self.record.stops if e["algo_id"] == str(number)), None)
+            if entry is None:
+                return None
+            client_id = str(entry["client_id"])
+        return await self.paper.fetch_stop(symbol, client_id)
+
+    async def open_stops(self, symbols: list[str]) -> tuple[StopOrder, ...]:
+        return await self.paper.fetch_stops(symbols)
+
+    def stop_fill(self, client_id: str) -> OrderResult | None:
+        return self.paper.sim.stop_fill(client_id)
+
+    def stop_flags(self, client_id: str) -> dict[str, Any]:
+        """The stop's positionSide, workingType and times as placed."""
+        entry = next((e for e in self.record.stops if e["client_id"] == client_id), {})
+        return {
+            "position_side": str(entry.get("position_side", "BOTH")),
+            "working_type": str(entry.get("working_type", "MARK_PRICE")),
+            "create_ms": int(entry.get("time", self.now_ms())),
+            "update_ms": int(entry.get("canceled_at", entry.get("time", self.now_ms()))),
+        }
+
     def order_flags(self, client_id: str) -> tuple[bool, str]:
         entry = next((o for o in self.record.orders if o["client_id"] == client_id), {})
         return bool(entry.get("reduce_only", True)), str(entry.get("position_side", "BOTH"))
@@ -136,6 +183,34 @@ class VenueBook:
         )
         self.save()
         return result
+
+    async def place_stop(
+        self, request: StopRequest, position_side: str, working_type: str
+    ) -> StopOrder:
+        placed = await self.paper.place_stop(request)
+        self.record.stops.append(
+            {
+                "client_id": placed.client_order_id,
+                "algo_id": str(payloads.exchange_number(placed.exchange_id)),
+                "symbol": placed.symbol,
+                "side": placed.side.value,
+                "amount": str(placed.amount),
+                "trigger_price": str(placed.trigger_price),
+                "position_side": position_side,
+                "working_type": working_type,
+                "time": self.now_ms(),
+            }
+        )
+        self.save()
+        return placed
+
+    async def cancel_stop(self, stop: StopOrder) -> StopOrder:
+        after = await self.paper.cancel_stop(stop)
+        for entry in self.record.stops:
+            if entry["client_id"] == stop.client_order_id and after.status is StopStatus.CANCELED:
+                entry["canceled_at"] = self.now_ms()
+        self.save()
+        return after
 
     async def transfer(self, amount: Decimal, into_derivatives: bool) -> int:
         kind = payloads.TRANSFER_TYPES[into_derivatives]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,9 +44,14 @@ class RunningVenue:
 
 @asynccontextmanager
 async def running_venue(
-    state: Path | None, faults: str = "", seed: int = 7, **options: Any
+    state: Path | None,
+    faults: str = "",
+    seed: int = 7,
+    clock: Callable[[], datetime] = utc_now,
+    **options: Any,
 ) -> AsyncIterator[RunningVenue]:
-    book = VenueBook(paper_settings(), utc_now, state)
+    # `clock`: a test that moves the mark moves the venue's clock a bar ahead.
+    book = VenueBook(paper_settings(), clock, state)
     venue = PaperVenue(
         book,
         FaultPlan(faults, seed),
