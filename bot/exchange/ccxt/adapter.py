@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -37,6 +37,7 @@ from bot.exchange.ccxt.exchange_profile import TransferQuery
 from bot.exchange.ccxt.market_catalog import MarketCatalog
 from bot.exchange.ccxt.profiles import Ccxt, ExchangeProfile, profile_for
 from bot.exchange.ccxt.settings import CcxtSettings
+from bot.exchange.ccxt.stop_orders import StopDesk
 from bot.exchange.port import (
     CapabilityMissing,
     ExchangeError,
@@ -47,6 +48,8 @@ from bot.exchange.port import (
     OrderResult,
     OutcomeUnknown,
     RequestObserver,
+    StopOrder,
+    StopRequest,
     TransferResult,
     UnverifiedData,
 )
@@ -106,6 +109,19 @@ class CcxtExchange:
         # The mark of each symbol at the last snapshot that verified: a later mark that
         # moved further than settings.max_mark_move is read again before it is believed.
         self._accepted_marks: dict[str, Decimal] = {}
+        self._stops = StopDesk(
+            self.name,
+            self._exchange,
+            self.profile,
+            secrets=self._secrets,
+            retry=self._retry,
+            write=self._write,
+            observed=self._observed,
+            hedged=settings.hedged,
+            margin_mode=lambda symbol, side: self._margin_modes.get(
+                (symbol, side), settings.margin_mode
+            ),
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -252,6 +268,22 @@ class CcxtExchange:
             amount=payloads.decimal_or_none(found.get("amount")) or amount,
             into_derivatives=into_derivatives,
         )
+
+    async def place_stop(self, request: StopRequest) -> StopOrder:
+        await self._catalog.ensure()
+        return await self._stops.place(request)
+
+    async def cancel_stop(self, order: StopOrder) -> StopOrder:
+        await self._catalog.ensure()
+        return await self._stops.cancel(order)
+
+    async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
+        await self._catalog.ensure()
+        return await self._stops.listing(symbols)
+
+    async def fetch_stop(self, symbol: str, client_order_id: str) -> StopOrder | None:
+        await self._catalog.ensure()
+        return await self._stops.find(symbol, client_order_id)
 
     async def key_warnings(self) -> list[str]:
         """What the API key may do that it should not, or may not do that the bot needs

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from bot.domain.models import ZERO, MaintenanceTier, Side, WalletBalance
+from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side, WalletBalance
+from bot.domain.stops import StopStatus
 from bot.exchange.ccxt.exchange_profile import (
     Ccxt,
     ExchangeProfile,
@@ -15,18 +16,33 @@ from bot.exchange.ccxt.exchange_profile import (
     transfer_failed,
 )
 from bot.exchange.ccxt.payloads import (
+    StopFields,
     decimal_or_none,
     decimal_or_zero,
     entry_for,
+    text_or_none,
     tiers_from_ccxt,
 )
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import classify_by_original_urls
 from bot.exchange.ccxt.verify import agree, empty_but_margined, number, optional_number
-from bot.exchange.port import UnverifiedData
+from bot.exchange.port import StopRequest, UnverifiedData
 
 # Binance refuses requests more than recvWindow (5 s by default) off its clock.
 _CLOCK_SKEW_MS = 5_000
+# An algo (conditional) order's algoStatus. TRIGGERING: the trigger fired and the market
+# order is being sent (no longer cancellable); FINISHED: that order is done.
+_ALGO_STATUS = {
+    "NEW": StopStatus.OPEN,
+    "TRIGGERING": StopStatus.TRIGGERED,
+    "TRIGGERED": StopStatus.TRIGGERED,
+    "FINISHED": StopStatus.TRIGGERED,
+    "CANCELED": StopStatus.CANCELED,
+    "CANCELLED": StopStatus.CANCELED,
+    "REJECTED": StopStatus.REJECTED,
+    "EXPIRED": StopStatus.REJECTED,
+}
+_LEG = {"LONG": Side.LONG, "SHORT": Side.SHORT}
 
 
 class BinanceUsdmProfile(ExchangeProfile):
@@ -252,3 +268,44 @@ class BinanceUsdmProfile(ExchangeProfile):
                 found: Mapping[str, Any] = transfer
                 return found
         return None
+
+    # -- backstops ----------------------------------------------------------------------
+
+    def stop_order_args(
+        self, request: StopRequest, trigger: str, hedged: bool, margin_mode: MarginMode
+    ) -> tuple[str, float | None, Params]:
+        # Since December 2025 USDⓈ-M conditional orders go to the algo order endpoint:
+        # ccxt 4.5 sends a market order with a triggerPrice there (POST /fapi/v1/algoOrder,
+        # algoType CONDITIONAL, type STOP_MARKET, clientAlgoId from clientOrderId).
+        # workingType MARK_PRICE: triggered by the mark, as liquidation is.
+        params: Params = {
+            "triggerPrice": trigger,
+            "workingType": "MARK_PRICE",
+            "clientOrderId": request.client_order_id,
+            "reduceOnly": True,
+        }
+        if hedged:
+            # ccxt drops reduceOnly (refused in hedge mode) and names the leg it closes.
+            params["hedged"] = True
+        return "market", None, params
+
+    def stop_fields(self, order: Mapping[str, Any]) -> StopFields:
+        info: Mapping[str, Any] = order.get("info") or {}
+        word = str(info.get("algoStatus") or "")
+        side = str(info.get("side") or "").lower()
+        leg = _LEG.get(str(info.get("positionSide") or ""))
+        closes = leg is not None and side == leg.closing_order_side.value
+        return StopFields(
+            exchange_id=info.get("algoId"),
+            client_order_id=info.get("clientAlgoId"),
+            side=side,
+            amount=info.get("quantity"),
+            trigger_price=info.get("triggerPrice"),
+            status=_ALGO_STATUS.get(word),
+            word=word,
+            backstop=info.get("orderType") == "STOP_MARKET"
+            and (info.get("reduceOnly") is True or info.get("closePosition") is True or closes),
+            position_side=leg,
+            # The algo order holds no fill: the market order it sent (actualOrderId) does.
+            spawned_order_id=text_or_none(info.get("actualOrderId")),
+        )

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
-from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side
+from bot.domain.models import ZERO, MaintenanceTier, MarginMode, OrderSide, Side
+from bot.domain.stops import StopStatus
 from bot.exchange.ccxt.exchange_profile import (
     Ccxt,
     ExchangeProfile,
@@ -17,6 +18,7 @@ from bot.exchange.ccxt.exchange_profile import (
     transfer_failed,
 )
 from bot.exchange.ccxt.payloads import (
+    StopFields,
     decimal_or_none,
     decimal_or_zero,
     entry_for,
@@ -24,7 +26,7 @@ from bot.exchange.ccxt.payloads import (
 )
 from bot.exchange.ccxt.settings import CollateralSource, Environment
 from bot.exchange.ccxt.verify import agree, empty_but_margined, number, optional_number
-from bot.exchange.port import InvalidOrder
+from bot.exchange.port import InvalidOrder, StopRequest
 
 # Names transfer ids are derived from (Bybit wants a UUID, the service gives its own id).
 _TRANSFER_NAMESPACE = uuid.UUID("6f1c8a52-3c4e-4d38-9a4b-7c1f0e2b5d90")
@@ -32,6 +34,23 @@ _TRANSFER_NAMESPACE = uuid.UUID("6f1c8a52-3c4e-4d38-9a4b-7c1f0e2b5d90")
 _MARGIN_STEP = Decimal("0.0001")
 # positionIdx: 0 one-way; in hedge mode 1 is the buy-side (long) leg, 2 the sell-side.
 _POSITION_IDX = {Side.LONG: 1, Side.SHORT: 2}
+_LEG_OF_IDX = {"1": Side.LONG, "2": Side.SHORT}
+# A conditional order's orderStatus: Untriggered while it rests; once triggered it is a
+# market order under the same orderId (Triggered, New, ..., Filled); Deactivated when
+# cancelled before triggering; Rejected when the triggered order was refused.
+_STOP_STATUS = {
+    "Untriggered": StopStatus.OPEN,
+    "Triggered": StopStatus.TRIGGERED,
+    "Active": StopStatus.TRIGGERED,
+    "New": StopStatus.TRIGGERED,
+    "Created": StopStatus.TRIGGERED,
+    "PartiallyFilled": StopStatus.TRIGGERED,
+    "Filled": StopStatus.TRIGGERED,
+    "PartiallyFilledCanceled": StopStatus.TRIGGERED,
+    "Deactivated": StopStatus.CANCELED,
+    "Cancelled": StopStatus.CANCELED,
+    "Rejected": StopStatus.REJECTED,
+}
 
 
 class BybitProfile(ExchangeProfile):
@@ -177,6 +196,65 @@ class BybitProfile(ExchangeProfile):
                 found: Mapping[str, Any] = orders[0]
                 return found
         return None
+
+    # -- backstops ----------------------------------------------------------------------
+
+    def stop_order_args(
+        self, request: StopRequest, trigger: str, hedged: bool, margin_mode: MarginMode
+    ) -> tuple[str, float | None, Params]:
+        # A conditional market order (POST /v5/order/create with triggerPrice): it
+        # triggers when the mark (triggerBy) rises to (triggerDirection 1) or falls to (2)
+        # the trigger; a long's stop sells when the mark falls.
+        falls = request.side is OrderSide.SELL
+        params: Params = {
+            "triggerPrice": trigger,
+            "triggerDirection": "descending" if falls else "ascending",
+            "triggerBy": "MarkPrice",
+            "clientOrderId": request.client_order_id,
+            "reduceOnly": True,
+        }
+        if hedged:
+            # ccxt sends positionIdx of the leg a reduce-only order closes (1 long, 2 short).
+            params["hedged"] = True
+        return "market", None, params
+
+    def stop_fields(self, order: Mapping[str, Any]) -> StopFields:
+        info: Mapping[str, Any] = order.get("info") or {}
+        word = str(info.get("orderStatus") or "")
+        status = _STOP_STATUS.get(word)
+        filled = decimal_or_none(info.get("cumExecQty"))
+        if word == "Cancelled" and filled:
+            status = StopStatus.TRIGGERED  # triggered, part filled, the rest cancelled
+        side = str(info.get("side") or "").lower()
+        leg = _LEG_OF_IDX.get(str(info.get("positionIdx")))
+        closes = leg is not None and side == leg.closing_order_side.value
+        return StopFields(
+            exchange_id=info.get("orderId"),
+            client_order_id=info.get("orderLinkId"),
+            side=side,
+            amount=info.get("qty"),
+            trigger_price=info.get("triggerPrice"),
+            status=status,
+            word=word,
+            backstop=info.get("orderType") == "Market"
+            and bool(decimal_or_none(info.get("triggerPrice")))
+            and (info.get("reduceOnly") is True or info.get("closeOnTrigger") is True or closes),
+            position_side=leg,
+            filled=info.get("cumExecQty"),
+            average_price=info.get("avgPrice"),
+            fee=info.get("cumExecFee"),
+        )
+
+    def stop_cancel_params(self) -> Params:
+        # POST /v5/order/cancel by orderId; orderFilter is for spot only.
+        return {}
+
+    async def find_stop(
+        self, exchange: Ccxt, symbol: str, client_order_id: str
+    ) -> Mapping[str, Any] | None:
+        # Untriggered conditional orders are in /v5/order/realtime, triggered and
+        # cancelled ones in the history: both answer every order kind by orderLinkId.
+        return await self.find_order(exchange, symbol, client_order_id)
 
 
 def _transfer_id(client_id: str) -> str:

@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 import ccxt.async_support as ccxt
 
 from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side, WalletBalance
-from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero
+from bot.exchange.ccxt.payloads import StopFields, decimal_or_none, decimal_or_zero
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import rebase_urls
 from bot.exchange.ccxt.verify import number
-from bot.exchange.port import CapabilityMissing, OrderRequest, OutcomeUnknown
+from bot.exchange.port import CapabilityMissing, OrderRequest, OutcomeUnknown, StopRequest
 
 
 def transfer_failed(transfer: Mapping[str, Any]) -> bool:
@@ -290,6 +290,45 @@ class ExchangeProfile:
         try:
             order: Mapping[str, Any] = await exchange.fetch_order(
                 "", symbol, {"clientOrderId": client_order_id}
+            )
+        except ccxt.OrderNotFound:
+            return None
+        return order
+
+    # -- backstops: reduce-only stop-market orders on the mark (DESIGN.md §11) -----------
+
+    def stop_order_args(
+        self, request: StopRequest, trigger: str, hedged: bool, margin_mode: MarginMode
+    ) -> tuple[str, float | None, Params]:
+        """ccxt `create_order`'s type, price and params for `request` as a reduce-only
+        stop-market order triggered by the mark at `trigger` (already at the tick)."""
+        raise CapabilityMissing(f"{self.exchange_id}: no stop orders through ccxt here")
+
+    def stop_fields(self, order: Mapping[str, Any]) -> StopFields:
+        """The stop in a ccxt order (a reply to placing, listing or looking one up)."""
+        raise CapabilityMissing(f"{self.exchange_id}: no stop orders through ccxt here")
+
+    def stop_cancel_params(self) -> Params:
+        """ccxt `cancel_order`'s params for a stop, cancelled by its exchange id."""
+        return {"trigger": True}
+
+    async def fetch_open_stops(
+        self, exchange: Ccxt, symbols: Sequence[str]
+    ) -> list[Mapping[str, Any]]:
+        """The venue's open conditional orders on `symbols` (ccxt orders, anyone's)."""
+        rows: list[Mapping[str, Any]] = []
+        for symbol in symbols:
+            rows.extend(await exchange.fetch_open_orders(symbol, None, None, {"trigger": True}))
+        return rows
+
+    async def find_stop(
+        self, exchange: Ccxt, symbol: str, client_order_id: str
+    ) -> Mapping[str, Any] | None:
+        """The stop sent with this client id in any state, or None when the venue does not
+        know it."""
+        try:
+            order: Mapping[str, Any] = await exchange.fetch_order(
+                "", symbol, {"trigger": True, "clientOrderId": client_order_id}
             )
         except ccxt.OrderNotFound:
             return None

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from bot.domain.models import ONE, ZERO, MaintenanceTier, MarginMode, Side, WalletBalance
+from bot.domain.stops import StopStatus
 from bot.exchange.ccxt.exchange_profile import Ccxt, Credential, ExchangeProfile, Params
-from bot.exchange.ccxt.payloads import decimal_or_none
+from bot.exchange.ccxt.payloads import StopFields, decimal_or_none
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.verify import agree, empty_but_margined, number
 from bot.exchange.port import (
     CapabilityMissing,
     InvalidOrder,
     OrderRequest,
+    StopRequest,
     UnverifiedData,
 )
 
@@ -28,6 +31,18 @@ MARKET_SLIPPAGE = Decimal("0.05")
 # Account modes in which spot balances back the perps (the clearinghouse state alone
 # no longer holds the account's equity).
 _POOLED_ABSTRACTIONS = frozenset({"unifiedAccount", "portfolioMargin"})
+# A trigger order's status (orderStatus): open while it rests ("waitingForTrigger" in
+# the reply to placing it); triggered, then filled, once the mark crossed; canceled (or
+# a reason ending in Canceled, e.g. reduceOnlyCanceled when the position closed first).
+_TRIGGER_STATUS = {
+    "open": StopStatus.OPEN,
+    "waitingForTrigger": StopStatus.OPEN,
+    "triggered": StopStatus.TRIGGERED,
+    "filled": StopStatus.TRIGGERED,
+    "canceled": StopStatus.CANCELED,
+    "rejected": StopStatus.REJECTED,
+}
+_CLOID = re.compile(r"0x[0-9a-f]{32}")
 
 
 def cloid(client_order_id: str) -> str:
@@ -229,6 +244,74 @@ class HyperliquidProfile(ExchangeProfile):
     ) -> Mapping[str, Any] | None:
         # orderStatus by cloid; Hyperliquid answers unknownOid (OrderNotFound) otherwise.
         return await super().find_order(exchange, symbol, cloid(client_order_id))
+
+    # -- backstops ----------------------------------------------------------------------
+
+    def stop_order_args(
+        self, request: StopRequest, trigger: str, hedged: bool, margin_mode: MarginMode
+    ) -> tuple[str, float | None, Params]:
+        # A trigger order {isMarket: true, triggerPx, tpsl: "sl"}, reduce-only; Hyperliquid
+        # triggers TP/SL orders on the mark. ccxt's price is the trigger moved by the
+        # slippage: the worst price the triggered market order may fill at.
+        params: Params = {
+            "stopLossPrice": trigger,
+            "reduceOnly": True,
+            "clientOrderId": stop_cloid(request.client_order_id),
+            "slippage": str(MARKET_SLIPPAGE),
+        }
+        return "market", float(trigger), params
+
+    def stop_fields(self, order: Mapping[str, Any]) -> StopFields:
+        # orderStatus wraps the order ({order: {order: {...}, status}}); frontendOpenOrders
+        # rows are the order itself (open); the reply to placing is a status or {resting}.
+        info: Mapping[str, Any] = order.get("info") or {}
+        inner = info.get("order")
+        entry: Mapping[str, Any] = inner if isinstance(inner, Mapping) else info
+        word = str(info.get("status") or ("open" if "oid" in entry else ""))
+        status = _TRIGGER_STATUS.get(word)
+        if status is None and word.endswith("Canceled"):
+            status = StopStatus.CANCELED
+        elif status is None and word.endswith("Rejected"):
+            status = StopStatus.REJECTED
+        side = {"A": "sell", "B": "buy"}.get(str(entry.get("side")), "")
+        resting = info.get("resting")
+        return StopFields(
+            exchange_id=entry.get("oid")
+            or (resting.get("oid") if isinstance(resting, Mapping) else None),
+            client_order_id=entry.get("cloid"),
+            side=side,
+            amount=entry.get("origSz"),
+            trigger_price=entry.get("triggerPx"),
+            status=status,
+            word=word,
+            backstop=entry.get("isTrigger") is True
+            and entry.get("orderType") == "Stop Market"
+            and entry.get("reduceOnly") is True,
+            # What the payload holds: the trigger order's size left (no average price).
+            filled=order.get("filled") if status is StopStatus.TRIGGERED else None,
+        )
+
+    def stop_cancel_params(self) -> Params:
+        # POST /exchange {type: cancel, cancels: [{a, o}]} by the order id.
+        return {}
+
+    async def fetch_open_stops(
+        self, exchange: Ccxt, symbols: Sequence[str]
+    ) -> list[Mapping[str, Any]]:
+        # One frontendOpenOrders read lists every open order of the account.
+        rows: list[Mapping[str, Any]] = await exchange.fetch_open_orders()
+        return [row for row in rows if row.get("symbol") in symbols]
+
+    async def find_stop(
+        self, exchange: Ccxt, symbol: str, client_order_id: str
+    ) -> Mapping[str, Any] | None:
+        # orderStatus by cloid (ccxt would send a `trigger` param into the info body).
+        return await super().find_order(exchange, symbol, stop_cloid(client_order_id))
+
+
+def stop_cloid(client_order_id: str) -> str:
+    """The cloid of a stop: ours hashed (`cloid`), or the venue's own form as listed."""
+    return client_order_id if _CLOID.fullmatch(client_order_id) else cloid(client_order_id)
 
 
 def _positions(state: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:

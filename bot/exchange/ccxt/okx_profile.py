@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from bot.domain.models import ZERO, MarginMode, Side, WalletBalance
+from bot.domain.stops import StopStatus
 from bot.exchange.ccxt.exchange_profile import (
     API_KEY,
     PASSWORD,
@@ -17,10 +18,29 @@ from bot.exchange.ccxt.exchange_profile import (
     TransferQuery,
     acknowledged,
 )
-from bot.exchange.ccxt.payloads import decimal_or_none, decimal_or_zero, entry_for
+from bot.exchange.ccxt.payloads import (
+    StopFields,
+    decimal_or_none,
+    decimal_or_zero,
+    entry_for,
+    text_or_none,
+)
 from bot.exchange.ccxt.settings import CollateralSource, Environment
 from bot.exchange.ccxt.verify import agree, number, optional_number
-from bot.exchange.port import CapabilityMissing, OrderRequest
+from bot.exchange.port import CapabilityMissing, OrderRequest, StopRequest
+
+# An algo order's state: live (or paused) while it rests; effective once it triggered
+# and its order was placed; order_failed when that order was refused.
+_ALGO_STATE = {
+    "live": StopStatus.OPEN,
+    "pause": StopStatus.OPEN,
+    "effective": StopStatus.TRIGGERED,
+    "partially_effective": StopStatus.TRIGGERED,
+    "canceled": StopStatus.CANCELED,
+    "order_failed": StopStatus.REJECTED,
+    "partially_failed": StopStatus.REJECTED,
+}
+_POS_SIDE = {"long": Side.LONG, "short": Side.SHORT}
 
 
 class OkxProfile(ExchangeProfile):
@@ -139,6 +159,62 @@ class OkxProfile(ExchangeProfile):
             if entry.get("state") != "failed":
                 return {"id": entry.get("transId"), "amount": entry.get("amt"), "info": entry}
         return None
+
+    # -- backstops ----------------------------------------------------------------------
+
+    def stop_order_args(
+        self, request: StopRequest, trigger: str, hedged: bool, margin_mode: MarginMode
+    ) -> tuple[str, float | None, Params]:
+        # An algo order (POST /api/v5/trade/order-algo): ccxt makes a market order with a
+        # stopLossPrice ordType "conditional", slTriggerPx, slOrdPx -1 (market). Triggered
+        # by the mark (slTriggerPxType), in the leg's trade mode (tdMode); algoClOrdId is
+        # the algo endpoints' client id (ccxt's clientOrderId would go in clOrdId).
+        params: Params = {
+            "stopLossPrice": trigger,
+            "slTriggerPxType": "mark",
+            "algoClOrdId": request.client_order_id,
+            "reduceOnly": True,
+            "marginMode": margin_mode.value,
+        }
+        if hedged:
+            # ccxt sends posSide of the leg a protective order closes, without reduceOnly.
+            params["hedged"] = True
+        return "market", None, params
+
+    def stop_fields(self, order: Mapping[str, Any]) -> StopFields:
+        info: Mapping[str, Any] = order.get("info") or {}
+        word = str(info.get("state") or "")
+        side = str(info.get("side") or "").lower()
+        leg = _POS_SIDE.get(str(info.get("posSide") or ""))
+        closes = leg is not None and side == leg.closing_order_side.value
+        conditional = info.get("ordType") == "conditional" and info.get("slOrdPx") == "-1"
+        trigger = info.get("ordType") == "trigger" and info.get("ordPx") in ("-1", None)
+        spawned = text_or_none(info.get("ordId"))
+        return StopFields(
+            exchange_id=info.get("algoId"),
+            client_order_id=info.get("algoClOrdId"),
+            side=side,
+            amount=info.get("sz"),
+            trigger_price=info.get("slTriggerPx") if conditional else info.get("triggerPx"),
+            status=_ALGO_STATE.get(word),
+            word=word,
+            backstop=(conditional or trigger)
+            and (str(info.get("reduceOnly")).lower() == "true" or closes),
+            position_side=leg,
+            # The algo order holds no fill: the order it placed (ordId) does.
+            spawned_order_id=spawned,
+        )
+
+    async def fetch_open_stops(
+        self, exchange: Ccxt, symbols: Sequence[str]
+    ) -> list[Mapping[str, Any]]:
+        # GET /api/v5/trade/orders-algo-pending?ordType=conditional (per instrument).
+        rows: list[Mapping[str, Any]] = []
+        for symbol in symbols:
+            rows.extend(
+                await exchange.fetch_open_orders(symbol, None, None, {"ordType": "conditional"})
+            )
+        return rows
 
 
 def _client_id_ok(client_id: str) -> bool:

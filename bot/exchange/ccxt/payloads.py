@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,6 +19,7 @@ from bot.domain.models import (
     Position,
     Side,
 )
+from bot.domain.stops import StopStatus
 from bot.exchange.port import OrderResult, OrderStatus
 
 # When ccxt knows no fee for a market (the domain's default too).
@@ -138,9 +140,6 @@ def order_result(
 ) -> OrderResult:
     """A ccxt order as the port's receipt; what the venue did not report falls back to
     the request (side, amount) or stays neutral (nothing filled, no fee, status open)."""
-    fee = decimal_or_none((order.get("fee") or {}).get("cost"))
-    if fee is None:
-        fee = sum((decimal_or_zero(item.get("cost")) for item in order.get("fees") or []), ZERO)
     reported_side = order.get("side")
     return OrderResult(
         # Ours, not the venue's echo: the journal matches on it.
@@ -151,7 +150,7 @@ def order_result(
         amount=decimal_or_none(order.get("amount")) or amount,
         filled=decimal_or_zero(order.get("filled")),
         average_price=decimal_or_none(order.get("average")),
-        fee=abs(fee),
+        fee=fee_paid(order),
         status=_ORDER_STATUS.get(str(order.get("status")), OrderStatus.OPEN),
     )
 
@@ -165,3 +164,44 @@ def tiers_from_ccxt(rows: Sequence[Mapping[str, Any]]) -> tuple[MaintenanceTier,
         if floor is not None and rate is not None:
             tiers.append(MaintenanceTier(floor, rate))
     return tuple(sorted(tiers, key=lambda tier: tier.floor))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopFields:
+    """One stop order as a venue reported it: the fields a venue's profile picked out of
+    ccxt's order and the venue's own `info`, still raw (checked by `stop_orders`).
+
+    `status` is None for a word the profile does not know (`word` keeps it for the
+    message); `backstop` says whether the order is a reduce-only stop-market order (a
+    listing skips anything else someone rests on the symbol); `spawned_order_id` names
+    the market order a triggered stop sent, where its fill is read from that order."""
+
+    exchange_id: object
+    client_order_id: object
+    side: object
+    amount: object
+    trigger_price: object
+    status: StopStatus | None
+    word: str
+    backstop: bool = True
+    position_side: Side | None = None
+    filled: object = None
+    average_price: object = None
+    fee: object = None
+    spawned_order_id: str | None = None
+
+
+def fee_paid(order: Mapping[str, Any]) -> Decimal:
+    """The fee a ccxt order reports (its `fee`, else the sum of its `fees`), as paid."""
+    fee = decimal_or_none((order.get("fee") or {}).get("cost"))
+    if fee is None:
+        fee = sum((decimal_or_zero(item.get("cost")) for item in order.get("fees") or []), ZERO)
+    return abs(fee)
+
+
+def text_or_none(value: object) -> str | None:
+    """A venue id as text; None for a missing, empty or zero one ("", 0, "0": not set)."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value)
+    return None if text in ("", "0") else text

@@ -15,6 +15,7 @@ from typing import Any
 from bot.domain.models import MarginMode
 from bot.exchange.ccxt import CcxtExchange, CcxtSettings, RetryPolicy, profile_for
 from bot.exchange.ccxt.settings import CollateralSource, Environment
+from bot.exchange.port import RequestObserver
 from tests.integration.exchange.loopback import LoopbackVenue, RecordedRequest, Reply
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "ccxt"
@@ -142,6 +143,7 @@ def adapter_for(
     *,
     retry: RetryPolicy = FAST_RETRY,
     clock: Callable[[], datetime] | None = None,
+    observer: RequestObserver | None = None,
     **overrides: Any,
 ) -> CcxtExchange:
     """The adapter on the loopback venue, built by its profile as in production, but
@@ -154,6 +156,8 @@ def adapter_for(
         if instance is not None:
             quicken(instance)
     extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+    if observer is not None:
+        extra["observer"] = observer
     return CcxtExchange(
         settings, profile, exchange=exchange, source_exchange=source, retry=retry, **extra
     )
