@@ -187,6 +187,14 @@ def _ladder(
         amounts = _amounts(at_trigger, settings, slippage, notes)
         if not amounts:
             break
+        if scope.isolated and _stranded(at_trigger, amounts, settings, slippage):
+            # The venue releases isolated margin pro rata, so the rest would keep this
+            # very liquidation price and no further level could sit before it.
+            notes.append(
+                f"backstop: {scope.name} level {level} takes the whole leg: what an isolated "
+                "cut leaves keeps its liquidation price"
+            )
+            amounts = [leg.contracts if leg.actable else ZERO for leg in at_trigger.legs]
         for leg, amount in zip(at_trigger.legs, amounts, strict=True):
             if amount > ZERO:
                 stops.append(
@@ -202,6 +210,17 @@ def _ladder(
                 )
         scope = _filled(at_trigger, amounts, slippage)
     return stops
+
+
+def _stranded(
+    scope: _Scope, amounts: Sequence[Decimal], settings: BackstopSettings, slippage: Decimal
+) -> bool:
+    """Whether what the fill leaves has no further danger point (it is already there)."""
+    after = _filled(scope, amounts, slippage)
+    if not after.legs:
+        return False
+    d = _danger_move(after, settings)
+    return d is not None and d <= _NO_MOVE
 
 
 def _danger_move(scope: _Scope, settings: BackstopSettings) -> Decimal | None:

@@ -108,18 +108,35 @@ def test_plan_backstops_when_short_cross_then_trigger_above_mark_in_the_next_tie
     assert stop.amount == D("0.961")
 
 
-def test_plan_backstops_when_isolated_then_its_own_scope_and_one_level() -> None:
+def test_plan_backstops_when_isolated_in_the_first_tier_then_one_level_closing_the_leg() -> None:
     # 0.1 BTC long, isolated margin 500 (10x): the same shape as the cross case scaled
-    # by 0.1, so the trigger is 45212.766 again; the cut is 0.0962576 -> 0.096.
-    # After the fill the venue releases the margin pro rata: the 0.004 left keeps its
-    # leverage and liquidation price, so there is no further danger point.
+    # by 0.1, so the trigger is 45212.766 again, and the cut back to 10x is 0.0962576.
+    # But the venue releases isolated margin pro rata: the 0.004 left would keep its
+    # leverage, hence its liquidation price (0.4% tier, no cum), so no further level
+    # could sit before it: the one level takes the whole leg.
     position = leg(contracts="0.1", margin="500")
     plan = plan_backstops(snapshot(position, wallet="10000"), TEN, BackstopSettings(), SLIP)
     (stop,) = plan.stops
     assert stop.scope == "acct/BTC/USDT:USDT"
     assert close(stop.trigger_price, "45212.765957")
-    assert stop.amount == D("0.096")
-    assert any("no further danger point after level 1" in note for note in plan.notes)
+    assert stop.amount == D("0.1")
+    assert any("takes the whole leg" in note for note in plan.notes)
+
+
+def test_plan_backstops_when_isolated_in_a_higher_tier_then_the_ladder_goes_on() -> None:
+    # 2 BTC long @ 50000, isolated margin 10000 (10x on 100000, the 0.5% tier, cum 50):
+    # MM = 450 - 500d, E = 10000 - 100000d. 0.85: 84500d = 8050 -> d = 0.0952663
+    # -> 45236.686. N' = 90473.37, E' = 473.37: (N' - 10E')/0.99 = 86605.7 -> 1.914 BTC.
+    # The 0.086 left is in the 0.4% tier: MM 15.56 on 473.37 * 0.086/2 = 20.36 of
+    # margin (MR 0.76 < 0.85), so level 2 sits further down and, being in the first
+    # tier, takes the rest.
+    position = leg(contracts="2", margin="10000")
+    plan = plan_backstops(snapshot(position, wallet="0"), TEN, BackstopSettings(), SLIP)
+    first, second = plan.stops
+    assert close(first.trigger_price, D(50000) * (1 - D(8050) / 84500))
+    assert first.amount == D("1.914")
+    assert second.amount == D("0.086")
+    assert second.trigger_price < first.trigger_price
 
 
 def test_plan_backstops_when_two_cross_legs_then_both_trigger_at_the_same_move() -> None:
