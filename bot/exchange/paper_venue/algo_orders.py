@@ -106,19 +106,16 @@ class AlgoOrders:
         return [self._reply(stop, query=True) for stop in stops]
 
     def _reply(self, stop: StopOrder, *, query: bool) -> Any:
+        self.book.note_fired()
         flags = self.book.stop_flags(stop.client_order_id)
-        actual = self.book.stop_fill(stop.client_order_id)
-        fired = not stop.resting and stop.status is not StopStatus.CANCELED
-        # The account keeps no trigger time: a fired stop reports the time it is asked.
-        updated = self.book.now_ms() if fired else flags["update_ms"]
         return payloads.algo_order(
             stop,
             position_side=flags["position_side"],
             working_type=flags["working_type"],
             create_ms=flags["create_ms"],
-            update_ms=updated,
-            trigger_ms=updated if fired else 0,
-            actual=actual,
+            update_ms=flags["update_ms"],
+            trigger_ms=flags["trigger_ms"],
+            actual=self.book.stop_fill(stop.client_order_id),
             query=query,
         )
 

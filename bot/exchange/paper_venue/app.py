@@ -147,7 +147,11 @@ class PaperVenue:
             return error_reply(fault, rng, self.book.now_ms())
         try:
             async with self._lock:
-                result = await action(params)
+                try:
+                    result = await action(params)
+                finally:
+                    # Whatever request moved the replay records the stops it fired.
+                    self.book.note_fired()
         except Refusal as refusal:
             return json_reply(refusal.body(), refusal.status)
         if fault is None:

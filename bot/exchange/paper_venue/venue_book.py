@@ -133,14 +133,43 @@ class VenueBook:
         return self.paper.sim.stop_fill(client_id)
 
     def stop_flags(self, client_id: str) -> dict[str, Any]:
-        """The stop's positionSide, workingType and times as placed."""
+        """The stop's positionSide, workingType and times (placed, last changed, fired:
+        0 while it has not)."""
         entry = next((e for e in self.record.stops if e["client_id"] == client_id), {})
+        placed = int(entry.get("time", self.now_ms()))
+        fired = int(entry.get("fired_at", 0))
         return {
             "position_side": str(entry.get("position_side", "BOTH")),
             "working_type": str(entry.get("working_type", "MARK_PRICE")),
-            "create_ms": int(entry.get("time", self.now_ms())),
-            "update_ms": int(entry.get("canceled_at", entry.get("time", self.now_ms()))),
+            "create_ms": placed,
+            "update_ms": int(entry.get("canceled_at", fired or placed)),
+            "trigger_ms": fired,
         }
+
+    def note_fired(self) -> None:
+        """Record the stops the replay has fired since the last look: when (the request
+        that moved the replay past them), what they filled and at what price, so the
+        record accounts for every contract that left the position."""
+        changed = False
+        for entry in self.record.stops:
+            if "fired_at" in entry or "canceled_at" in entry:
+                continue
+            stop = self.paper.sim.stop_state(str(entry["client_id"]))
+            if stop is None or stop.resting or stop.status is StopStatus.CANCELED:
+                continue
+            spawned = self.paper.sim.stop_fill(stop.client_order_id)
+            entry.update(
+                status=stop.status.value,
+                filled=str(stop.filled),
+                price=None if stop.average_price is None else str(stop.average_price),
+                order_id=None
+                if spawned is None
+                else str(payloads.exchange_number(spawned.exchange_id)),
+                fired_at=self.now_ms(),
+            )
+            changed = True
+        if changed:
+            self.save()
 
     def order_flags(self, client_id: str) -> tuple[bool, str]:
         entry = next((o for o in self.record.orders if o["client_id"] == client_id), {})

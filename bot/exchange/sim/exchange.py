@@ -202,6 +202,10 @@ class SimulatedExchange(SimAccount):
         spawned = self._stop_fills.get(client_order_id)
         return None if spawned is None else self._orders.get(spawned)
 
+    def stop_state(self, client_order_id: str) -> StopOrder | None:
+        """The stop with this client id in whatever state it is (any symbol)."""
+        return self._stops.get(client_order_id)
+
     def order_by_exchange_id(self, exchange_id: str) -> OrderResult | None:
         return next((o for o in self._orders.values() if o.exchange_id == exchange_id), None)
 

@@ -149,6 +149,11 @@ async def test_paper_venue_when_the_mark_moves_past_a_stop_then_it_fills_reduce_
     assert after == before - Decimal("0.1")
     stop = await running.book.paper.fetch_stop(BTC, "bs-1")
     assert stop is not None and stop.status is StopStatus.TRIGGERED
+    # The record accounts for the contracts the stop took out of the position.
+    (entry,) = running.book.record.stops
+    assert (entry["status"], entry["filled"]) == ("triggered", "0.1")
+    assert entry["order_id"] == fired["info"]["actualOrderId"]
+    assert entry["fired_at"] == fired["info"]["triggerTime"] > 0
 
 
 async def test_paper_venue_when_a_stop_would_trigger_at_once_then_binance_minus_2021(
