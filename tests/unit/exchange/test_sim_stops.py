@@ -3,6 +3,7 @@ surviving a restart; and the offline paper replay firing them as its bars pass."
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -77,6 +78,27 @@ async def test_cancel_stop_when_resting_then_canceled_and_no_longer_listed() -> 
     assert exchange.trigger_stops(BTC, D(49000), D(40000)) == []
     # Cancelling what is already gone is not an error: its state comes back.
     assert await exchange.cancel_stop(placed) == canceled
+
+
+async def test_cancel_stop_when_the_venue_never_saw_it_then_not_an_error_and_nothing_rests() -> (
+    None
+):
+    exchange = make_exchange()
+    placed = await exchange.place_stop(stop("s1", "48000"))
+    stranger = dataclasses.replace(placed, client_order_id="other", exchange_id="S999")
+
+    after = await exchange.cancel_stop(stranger)
+
+    assert after.status is StopStatus.CANCELED
+    assert await exchange.fetch_stops([BTC]) == (placed,)
+
+
+async def test_fetch_stops_when_asked_for_another_symbol_then_only_that_symbols() -> None:
+    exchange = make_exchange()
+    await exchange.place_stop(stop("s1", "48000"))
+
+    assert await exchange.fetch_stops(["ETH/USDT:USDT"]) == ()
+    assert await exchange.fetch_stop("ETH/USDT:USDT", "s1") is None
 
 
 @pytest.mark.parametrize(
