@@ -12,7 +12,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.domain.actions import Action, MarginAdjustment, Order, Plan, Transfer
+from bot.domain.actions import (
+    Action,
+    CancelStop,
+    MarginAdjustment,
+    Order,
+    PlaceStop,
+    Plan,
+    StopFilled,
+    Transfer,
+)
 from bot.domain.outcomes import ActionJournal, ActionOutcome, ActionStatus, ExchangeReceipt
 from bot.exchange.port import (
     AuthenticationError,
@@ -21,6 +30,7 @@ from bot.exchange.port import (
     ExchangeError,
     OrderRequest,
     OutcomeUnknown,
+    StopRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -31,8 +41,8 @@ class Execution:
     """What became of a plan's actions, in order."""
 
     outcomes: tuple[ActionOutcome, ...]
-    # Collateral steps (transfers, margin changes) the venue or ccxt cannot do at all:
-    # the caller can plan the rest without that capability instead of trying again.
+    # Steps (transfers, margin changes, resting stops) the venue or ccxt cannot do at
+    # all: the caller can plan the rest without that capability instead of trying again.
     unsupported: tuple[ActionOutcome, ...] = ()
 
 
@@ -81,7 +91,9 @@ async def run_plan(
         except ExchangeError as error:
             logger.warning("%s %s failed: %s", action.kind.value, client_id, error)
             outcome = ActionOutcome.failed(action, client_id, f"{type(error).__name__}: {error}")
-            if isinstance(error, CapabilityMissing) and not isinstance(action, Order):
+            if isinstance(error, CapabilityMissing) and isinstance(
+                action, (Transfer, MarginAdjustment, PlaceStop)
+            ):
                 unsupported.append(outcome)
         if outcome.status is ActionStatus.FAILED and outcome.receipt is not None:
             logger.warning("%s %s failed: %s", action.kind.value, client_id, outcome.error)
@@ -103,7 +115,27 @@ async def apply_action(exchange: Exchange, action: Action, client_id: str) -> Ex
         return await exchange.adjust_margin(
             action.symbol, action.side, action.amount, action.add, action.hedged
         )
+    if isinstance(action, PlaceStop):
+        return await exchange.place_stop(stop_request(action, client_id))
+    if isinstance(action, CancelStop):
+        return await exchange.cancel_stop(action.order)
+    if isinstance(action, StopFilled):
+        # An observation (the venue already acted), journaled but never sent.
+        raise TypeError("a triggered stop is journaled, not executed")
     return await exchange.create_order(order_request(action, client_id))
+
+
+def stop_request(action: PlaceStop, client_id: str) -> StopRequest:
+    stop = action.stop
+    return StopRequest(
+        symbol=stop.symbol,
+        side=stop.order_side,
+        amount=stop.amount,
+        trigger_price=stop.trigger_price,
+        position_side=stop.position_side,
+        client_order_id=client_id,
+        hedged=stop.hedged,
+    )
 
 
 def order_request(order: Order, client_id: str) -> OrderRequest:

@@ -16,7 +16,7 @@ from bot.domain.models import AccountSnapshot
 from bot.domain.outcomes import ActionJournal, ActionStatus
 from bot.domain.targets import Target
 from bot.domain.vocabulary import AlertLevel, CycleStatus
-from bot.store.records import PendingIntent
+from bot.store.records import PendingIntent, RestingStopRecord
 
 
 class CycleJournal(Protocol):
@@ -74,6 +74,10 @@ class CycleJournal(Protocol):
     ) -> None: ...
 
     async def recent_activity(self, account: str, now: datetime) -> RecentActivity: ...
+
+    async def resting_stops(self, account: str) -> tuple[RestingStopRecord, ...]:
+        """Backstops placed and not since cancelled or seen triggered."""
+        ...
 
     async def target_overrides(self, account: str) -> dict[str | None, Target]: ...
 

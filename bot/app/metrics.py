@@ -32,7 +32,7 @@ from bot.domain.outcomes import ActionJournal, ActionOutcome, ActionStatus
 from bot.domain.targets import Target
 from bot.domain.vocabulary import AlertLevel, CycleStatus
 from bot.store.journal import Journal
-from bot.store.records import PendingIntent
+from bot.store.records import PendingIntent, RestingStopRecord
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +293,9 @@ class MeteredJournal:
 
     async def recent_activity(self, account: str, now: datetime) -> RecentActivity:
         return await self._inner.recent_activity(account, now)
+
+    async def resting_stops(self, account: str) -> tuple[RestingStopRecord, ...]:
+        return await self._inner.resting_stops(account)
 
     async def target_overrides(self, account: str) -> dict[str | None, Target]:
         return await self._inner.target_overrides(account)

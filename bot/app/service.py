@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot.app.alerts import LogChannel
+from bot.app.backstops import NO_ROUND, BackstopKeeper, BackstopPreview, BackstopRound
 from bot.app.execute import run_plan
 from bot.app.journal_port import CycleJournal
 from bot.app.settlement import Settler
 from bot.clock import Clock
 from bot.domain.actions import (
+    STOP_KINDS,
     MarginAdjustment,
     Plan,
     Rule,
@@ -30,8 +33,10 @@ from bot.domain.leverage import ScopeMetrics
 from bot.domain.models import AccountSnapshot
 from bot.domain.outcomes import ActionOutcome, ActionStatus
 from bot.domain.planner import plan_rebalance
+from bot.domain.stops import BACKSTOP_OFF, BackstopSettings
 from bot.domain.summary import account_metrics
 from bot.domain.targets import Policy, Targets
+from bot.domain.triggers import MarkTrigger, stream_triggers
 from bot.domain.vocabulary import ALL_ACCOUNTS, AlertLevel, CycleStatus
 from bot.exchange.port import (
     AuthenticationError,
@@ -58,6 +63,8 @@ class AccountRuntime:
     dry_run: bool = False
     # Alert "exchange unreachable" after this many failed cycles in a row.
     unreachable_after: int = 3
+    # The resting reduce-only stop ladder (off unless the config turns it on).
+    backstop: BackstopSettings = BACKSTOP_OFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,8 @@ class CycleReport:
     after: ScopeMetrics | None = None
     notes: tuple[str, ...] = ()
     error: str | None = None
+    # What the cycle did to the resting backstop ladder (fills seen, places, cancels).
+    backstops: BackstopRound = NO_ROUND
 
 
 def new_client_id() -> str:
@@ -105,9 +114,17 @@ class AccountService:
     _reconciled: bool = False
     _emergency_alerted_at: datetime | None = None
     settler: Settler = field(init=False)
+    keeper: BackstopKeeper = field(init=False)
+    # Per symbol, the marks at which the streaming trigger runs a cycle at once
+    # (recomputed from every cycle's last snapshot; empty before the first).
+    triggers: dict[str, MarkTrigger] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.settler = Settler(self.name, self.runtime.exchange, self.journal, self.clock)
+        runtime = self.runtime
+        self.settler = Settler(self.name, runtime.exchange, self.journal, self.clock)
+        self.keeper = BackstopKeeper(
+            self.name, runtime.exchange, self.journal, runtime.backstop, new_client_id
+        )
 
     @property
     def name(self) -> str:
@@ -131,6 +148,13 @@ class AccountService:
         targets = await self.current_targets()
         activity = await self.journal.recent_activity(self.name, now)
         return snapshot, plan_rebalance(snapshot, targets, self.runtime.policy, now, activity)
+
+    async def backstop_preview(self) -> BackstopPreview:
+        """The backstop ladder the bot would keep right now, what rests at the venue and
+        what would change (no journal writes, no exchange writes)."""
+        snapshot = await self.runtime.exchange.fetch_snapshot()
+        targets = await self.current_targets()
+        return await self.keeper.preview(snapshot, targets, self.runtime.policy)
 
     async def current_targets(self) -> Targets:
         """Config targets with the owner's persisted overrides on top."""
@@ -277,6 +301,9 @@ class AccountService:
         snapshot = await exchange.fetch_snapshot()
         before = account_metrics(snapshot)
         await self._record(snapshot, before, cycle_id)
+        # Stops that triggered while nobody looked are journaled before anything is
+        # planned; the snapshot already shows what they did.
+        observed = await self._backstop_step(self.keeper.observe(snapshot, cycle_id))
 
         targets = await self.current_targets()
         plan = await self._plan(snapshot, targets)
@@ -313,13 +340,20 @@ class AccountService:
                     outcomes.extend(again.outcomes)
             outcomes = await self.settler.look_up_unknown(outcomes, started)
 
-        after = before
+        after, latest = before, snapshot
         if outcomes:
-            verified = await exchange.fetch_snapshot()
-            after = account_metrics(verified)
-            await self._record(verified, after, cycle_id)
+            latest = await exchange.fetch_snapshot()
+            after = account_metrics(latest)
+            await self._record(latest, after, cycle_id)
             reported = [o for o in outcomes if o not in unsupported]
             await self._alert_outcomes(reported, before, after)
+        adjusted = await self._backstop_step(
+            self.keeper.adjust(
+                latest, targets, self.runtime.policy, state, cycle_id, self.clock(),
+                await self._unsettled_stop_symbols(),
+            )
+        )  # fmt: skip
+        self.triggers = stream_triggers(latest, targets, self.runtime.policy)
 
         status = _CYCLE_STATUS.get(state, CycleStatus.OK)
         if state is TradingState.DRY_RUN and not decision.denied:
@@ -333,10 +367,35 @@ class AccountService:
                 f"{o.action.kind.value} {o.status.value}: {o.error}" for o in unfinished
             )
         await self._succeeded()
+        backstops = BackstopRound(
+            outcomes=observed.outcomes + adjusted.outcomes,
+            fills=observed.fills,
+            held_back=adjusted.held_back,
+            notes=observed.notes + adjusted.notes,
+        )
         return CycleReport(
             self.name, started, self.clock(), status, plan, tuple(outcomes), decision.denied,
-            before, after, tuple(notes), error,
+            before, after, tuple(notes), error, backstops,
         )  # fmt: skip
+
+    async def _backstop_step(self, step: Awaitable[BackstopRound]) -> BackstopRound:
+        """A backstop step that fails at the venue must not stop the cycle's own work
+        (de-levering comes first): it is noted, logged and tried again next cycle."""
+        try:
+            return await step
+        except AuthenticationError:
+            raise
+        except ExchangeError as error:
+            logger.warning("%s: backstop step failed: %s", self.name, error)
+            return BackstopRound(notes=(f"backstop: {type(error).__name__}: {error}",))
+
+    async def _unsettled_stop_symbols(self) -> frozenset[str]:
+        """Symbols with a backstop write whose outcome is still unknown (rare: only asked
+        while the settler has lookups left)."""
+        if not self.settler.lookups_due or not self.keeper.active:
+            return frozenset()
+        unknown = await self.journal.unknown_intents(self.name)
+        return frozenset(i.symbol for i in unknown if i.kind in STOP_KINDS)
 
     async def _succeeded(self) -> None:
         """A cycle ran to its end: the failure streak is over."""

@@ -15,8 +15,9 @@ from decimal import Decimal
 
 from bot.app.journal_port import CycleJournal
 from bot.clock import Clock
-from bot.domain.actions import ActionKind, Transfer
+from bot.domain.actions import STOP_KINDS, ActionKind, CancelStop, StopFilled, Transfer
 from bot.domain.outcomes import ActionOutcome, ActionStatus, OrderResult, TransferResult
+from bot.domain.stops import StopOrder, StopStatus
 from bot.exchange.port import AuthenticationError, CapabilityMissing, Exchange, ExchangeError
 from bot.store.records import PendingIntent
 
@@ -40,7 +41,7 @@ class Settlement:
     filled: Decimal | None = None
     fill_price: Decimal | None = None
     fee: Decimal | None = None
-    receipt: OrderResult | TransferResult | None = None
+    receipt: OrderResult | TransferResult | StopOrder | None = None
 
 
 @dataclass(slots=True)
@@ -131,6 +132,8 @@ class Settler:
                 filled=order.filled, fill_price=order.average_price, fee=order.fee,
                 receipt=order,
             )  # fmt: skip
+        if intent.kind in STOP_KINDS:
+            return await self._look_up_stop(intent, after_the_fact=after_the_fact)
         if intent.kind not in (ActionKind.TRANSFER_IN, ActionKind.TRANSFER_OUT):
             raise CapabilityMissing("margin changes carry no client id to look them up by")
         transfer = await exchange.fetch_transfer(
@@ -146,6 +149,52 @@ class Settler:
         return Settlement(
             ActionStatus.OK, f"{cid}: transfer found", transfer.transfer_id,
             filled=transfer.amount, receipt=transfer,
+        )  # fmt: skip
+
+    async def _look_up_stop(
+        self, intent: PendingIntent, *, after_the_fact: bool
+    ) -> Settlement | None:
+        """A backstop placement is found by its own client id; a cancellation or a fill by
+        the client id of the stop it concerns (`ref`)."""
+        cid = intent.client_id
+        if intent.kind is ActionKind.BACKSTOP_PLACE:
+            stop = await self.exchange.fetch_stop(intent.symbol, cid)
+            if stop is None:
+                if not after_the_fact:
+                    return None
+                return Settlement(
+                    ActionStatus.FAILED, f"{cid}: backstop {_NEVER_SENT}", error=_NEVER_SENT
+                )
+            if stop.status in (StopStatus.CANCELED, StopStatus.REJECTED):
+                error = f"stop {stop.status.value} by the venue"
+                return Settlement(
+                    ActionStatus.FAILED, f"{cid}: {error}", stop.exchange_id, error, receipt=stop
+                )
+            return Settlement(
+                ActionStatus.OK, f"{cid}: backstop found ({stop.status.value})",
+                stop.exchange_id, receipt=stop,
+            )  # fmt: skip
+        ref = intent.ref or ""
+        stop = await self.exchange.fetch_stop(intent.symbol, ref)
+        if intent.kind is ActionKind.BACKSTOP_FILL:
+            # An observation: the venue already acted; the lookup only refreshes the fill.
+            if stop is None or stop.status is not StopStatus.TRIGGERED:
+                return Settlement(ActionStatus.OK, f"{cid}: backstop fill of {ref} journaled")
+            return Settlement(
+                ActionStatus.OK, f"{cid}: backstop fill of {ref} journaled", stop.exchange_id,
+                filled=stop.filled, fill_price=stop.average_price, fee=stop.fee, receipt=stop,
+            )  # fmt: skip
+        if stop is not None and stop.resting:
+            if not after_the_fact:
+                return None  # the cancel may still be on its way
+            error = "stop still resting: the cancel never took effect"
+            return Settlement(
+                ActionStatus.FAILED, f"{cid}: {error}", stop.exchange_id, error, receipt=stop
+            )
+        what = "gone" if stop is None else stop.status.value
+        return Settlement(
+            ActionStatus.OK, f"{cid}: backstop {ref} {what}",
+            None if stop is None else stop.exchange_id, receipt=stop,
         )  # fmt: skip
 
     async def look_up_unknown(
@@ -191,6 +240,7 @@ class Settler:
 def _intent_of(outcome: ActionOutcome, sent_after: datetime) -> PendingIntent:
     """The journaled intent of one of this cycle's outcomes, as a lookup needs it."""
     action = outcome.action
+    concerns = action.order if isinstance(action, (CancelStop, StopFilled)) else None
     return PendingIntent(
         client_id=outcome.client_id,
         kind=action.kind,
@@ -200,4 +250,6 @@ def _intent_of(outcome: ActionOutcome, sent_after: datetime) -> PendingIntent:
         created_at=sent_after,
         cycle_id=None,
         hedged=False,
+        ref=None if concerns is None else concerns.client_order_id,
+        exchange_id=None if concerns is None else concerns.exchange_id,
     )

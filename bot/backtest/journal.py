@@ -13,12 +13,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from bot.clock import Clock
-from bot.domain.actions import Action, ActionKind, Order, RecentActivity
+from bot.domain.actions import (
+    Action,
+    ActionKind,
+    CancelStop,
+    Order,
+    PlaceStop,
+    RecentActivity,
+    StopFilled,
+)
 from bot.domain.models import ZERO, AccountSnapshot
 from bot.domain.outcomes import MAYBE_DONE, ActionOutcome, ActionStatus
 from bot.domain.targets import Target
 from bot.domain.vocabulary import AlertLevel, CycleStatus
-from bot.store.records import PendingIntent
+from bot.store.records import PendingIntent, RestingStopRecord
 
 
 @dataclass(slots=True)
@@ -33,6 +41,7 @@ class MemoryJournal:
     _day: datetime | None = None
     _transferred: Decimal = ZERO
     _last_order: dict[str, datetime] = field(default_factory=dict)
+    _resting: dict[str, RestingStopRecord] = field(default_factory=dict)
 
     def actions(self, account: str, cycle_id: int | None, dry_run: bool = False) -> MemoryJournal:
         return self
@@ -43,6 +52,7 @@ class MemoryJournal:
     async def result(self, outcome: ActionOutcome) -> None:
         now = self.clock()
         self.outcomes.append((now, outcome))
+        self._track_stop(outcome, now)
         if outcome.status not in MAYBE_DONE:
             return
         day = _midnight(now)
@@ -52,6 +62,25 @@ class MemoryJournal:
             self._transferred += outcome.action.amount
         if isinstance(outcome.action, Order):
             self._last_order[outcome.action.reason.scope] = now
+
+    def _track_stop(self, outcome: ActionOutcome, now: datetime) -> None:
+        """Which backstops rest, as the SQL journal derives it from its rows."""
+        action = outcome.action
+        if not outcome.ok:
+            return
+        if isinstance(action, PlaceStop) and outcome.receipt is not None:
+            stop = action.stop
+            exchange_id = getattr(outcome.receipt, "exchange_id", None)
+            self._resting[outcome.client_id] = RestingStopRecord(
+                client_id=outcome.client_id, exchange_id=exchange_id, symbol=stop.symbol,
+                side=stop.order_side.value, amount=stop.amount,
+                trigger_price=stop.trigger_price, scope=stop.scope, placed_at=now,
+            )  # fmt: skip
+        elif isinstance(action, (CancelStop, StopFilled)):
+            self._resting.pop(action.order.client_order_id, None)
+
+    async def resting_stops(self, account: str) -> tuple[RestingStopRecord, ...]:
+        return tuple(self._resting.values())
 
     async def recent_activity(self, account: str, now: datetime) -> RecentActivity:
         transferred = self._transferred if _midnight(now) == self._day else ZERO

@@ -184,7 +184,10 @@ def describe_action(action: Action) -> str:
         )
     if isinstance(action, CancelStop):
         order = action.order
-        return f"cancel backstop {order.side.value} {order.amount} {order.symbol} @ {order.trigger_price}"
+        return (
+            f"cancel backstop {order.side.value} {order.amount} {order.symbol} "
+            f"@ {order.trigger_price}"
+        )
     if isinstance(action, StopFilled):
         order = action.order
         price = "n/a" if order.average_price is None else f"{order.average_price}"

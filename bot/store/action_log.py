@@ -17,7 +17,13 @@ from sqlmodel import col, select
 from bot.domain.actions import Action, ActionKind, RecentActivity
 from bot.domain.outcomes import MAYBE_DONE, ActionOutcome
 from bot.store.codec import action_record, action_row, outcome_values, pending_intent
-from bot.store.records import ActionRecord, ActionStatus, PendingIntent, UnknownIntent
+from bot.store.records import (
+    ActionRecord,
+    ActionStatus,
+    PendingIntent,
+    RestingStopRecord,
+    UnknownIntent,
+)
 from bot.store.sessions import JournalBase
 from bot.store.tables import ActionRow
 
@@ -25,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 _ORDER_KINDS = (ActionKind.REDUCE_ORDER.value, ActionKind.INCREASE_ORDER.value)
 _MAYBE_DONE = tuple(status.value for status in MAYBE_DONE)
+# Rows that end a placed backstop's life: it was cancelled, or it triggered.
+_STOP_CLOSERS = (ActionKind.BACKSTOP_CANCEL.value, ActionKind.BACKSTOP_FILL.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +167,41 @@ class ActionLog(JournalBase):
             if result.rowcount == 0:
                 raise UnknownIntent(client_id)
             await session.commit()
+
+    async def resting_stops(self, account: str) -> tuple[RestingStopRecord, ...]:
+        """The backstops placed for `account` that no later cancellation or fill closed:
+        what levbot believes rests at the venue (the keeper checks it against the venue)."""
+        closed = select(col(ActionRow.ref)).where(
+            col(ActionRow.account) == account,
+            col(ActionRow.kind).in_(_STOP_CLOSERS),
+            col(ActionRow.status) == ActionStatus.OK.value,
+            col(ActionRow.ref).is_not(None),
+        )
+        async with self._session() as session:
+            rows = await session.exec(
+                select(ActionRow)
+                .where(
+                    col(ActionRow.account) == account,
+                    col(ActionRow.kind) == ActionKind.BACKSTOP_PLACE.value,
+                    col(ActionRow.status) == ActionStatus.OK.value,
+                    col(ActionRow.dry_run).is_(False),
+                    col(ActionRow.client_id).not_in(closed),
+                )
+                .order_by(col(ActionRow.created_at), col(ActionRow.id))
+            )
+            return tuple(
+                RestingStopRecord(
+                    client_id=row.client_id,
+                    exchange_id=row.exchange_id,
+                    symbol=row.symbol,
+                    side=row.side or "",
+                    amount=row.amount,
+                    trigger_price=row.expected_price or Decimal(0),
+                    scope=row.scope,
+                    placed_at=row.created_at,
+                )
+                for row in rows
+            )
 
     async def recent_activity(self, account: str, now: datetime) -> RecentActivity:
         """Caps and cooldowns: transfers in since UTC midnight, last order per scope.

@@ -7,10 +7,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.domain.actions import Action, ActionKind, MarginAdjustment, Order, Transfer
+from bot.domain.actions import (
+    STOP_KINDS,
+    Action,
+    ActionKind,
+    CancelStop,
+    MarginAdjustment,
+    Order,
+    PlaceStop,
+    StopFilled,
+    Transfer,
+)
 from bot.domain.leverage import notional
 from bot.domain.models import MarginMode, Position, Side
 from bot.domain.outcomes import ActionOutcome, MarginResult, OrderResult, TransferResult
+from bot.domain.stops import StopOrder
 from bot.domain.targets import Target
 from bot.domain.vocabulary import AlertLevel
 from bot.store.records import (
@@ -158,6 +169,23 @@ def action_row(
         row.symbol = action.symbol
         row.side = action.side.value
         row.hedged = action.hedged
+    elif isinstance(action, PlaceStop):
+        stop = action.stop
+        row.symbol = stop.symbol
+        row.side = stop.order_side.value
+        row.expected_price = stop.trigger_price
+        row.notional = stop.amount * stop.trigger_price
+        row.reduce_only = True
+        row.hedged = stop.hedged
+    elif isinstance(action, (CancelStop, StopFilled)):
+        # Names the stop it concerns: by client id (`ref`) and by the venue's id.
+        order = action.order
+        row.symbol = order.symbol
+        row.side = order.side.value
+        row.expected_price = order.trigger_price
+        row.reduce_only = True
+        row.exchange_id = order.exchange_id
+        row.ref = order.client_order_id
     else:
         _fill_order(row, action)
     return row
@@ -188,6 +216,10 @@ def outcome_values(outcome: ActionOutcome) -> dict[str, Any]:
         values.update(exchange_id=receipt.transfer_id, filled=receipt.amount)
     elif isinstance(receipt, MarginResult):
         values.update(filled=receipt.amount)
+    elif isinstance(receipt, StopOrder):
+        values.update(exchange_id=receipt.exchange_id)
+        if receipt.filled:
+            values.update(filled=receipt.filled, fill_price=receipt.average_price, fee=receipt.fee)
     return values
 
 
@@ -227,6 +259,9 @@ def pending_intent(row: ActionRow) -> PendingIntent:
         created_at=row.created_at,
         cycle_id=row.cycle_id,
         hedged=row.hedged,
+        ref=row.ref,
+        exchange_id=row.exchange_id,
+        trigger_price=row.expected_price if ActionKind(row.kind) in STOP_KINDS else None,
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "CycleRecord",
     "CycleStatus",
     "PendingIntent",
+    "RestingStopRecord",
     "RunRecord",
     "SnapshotRecord",
     "UnknownIntent",
@@ -77,6 +78,26 @@ class PendingIntent:
     created_at: datetime
     cycle_id: int | None
     hedged: bool
+    # Backstops: the stop a cancellation or fill concerns (its client id), the venue's
+    # id where known, and the trigger price.
+    ref: str | None = None
+    exchange_id: str | None = None
+    trigger_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestingStopRecord:
+    """A backstop the journal believes rests at the venue: placed, and neither
+    cancelled nor seen triggered since."""
+
+    client_id: str
+    exchange_id: str | None
+    symbol: str
+    side: str
+    amount: Decimal
+    trigger_price: Decimal
+    scope: str
+    placed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

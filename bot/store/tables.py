@@ -152,6 +152,8 @@ class ActionRow(StoreTable, table=True):
     created_at: datetime = Field(sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
     dry_run: bool = False
+    # The client id of the backstop a cancellation or a fill concerns.
+    ref: str | None = Field(default=None, index=True)
 
 
 class AlertRow(StoreTable, table=True):
