@@ -139,8 +139,13 @@ class StopDesk:
             # state is the answer then; a stop still resting was refused for a reason.
             found = await self.find(order.symbol, order.client_order_id)
             if found is None:
+                # Not found by its client id (a stop someone placed without one, or one
+                # aged out of the venue's history): resting only if still listed.
+                listed = await self.listing([order.symbol])
+                if any(stop.exchange_id == order.exchange_id for stop in listed):
+                    raise
                 logger.warning(
-                    "%s: cancelling stop %s refused and the venue no longer knows it: %s",
+                    "%s: cancelling stop %s refused, and it rests no more: %s",
                     self._name, order.exchange_id, refusal,
                 )  # fmt: skip
                 return replace(order, status=StopStatus.CANCELED)

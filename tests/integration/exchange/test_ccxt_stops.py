@@ -14,7 +14,7 @@ import pytest
 
 from bot.domain.models import OrderSide, Side
 from bot.domain.stops import StopOrder, StopStatus
-from bot.exchange.port import OutcomeUnknown, StopRequest, UnverifiedData
+from bot.exchange.port import OperationalError, OutcomeUnknown, StopRequest, UnverifiedData
 from tests.integration.exchange.loopback import LoopbackVenue, RecordedRequest, Reply
 from tests.integration.exchange.venues import CLIENT_ID, adapter_for, serve
 
@@ -357,6 +357,32 @@ async def test_cancel_stop_when_binance_already_triggered_then_its_triggered_sta
 
     assert len(venue.calls(ALGO_ORDER, "DELETE")) == 1
     assert (after.status, after.filled) == (StopStatus.TRIGGERED, Decimal("0.003"))
+
+
+GONE = {"code": -20124, "msg": "Invalid algo id or it has been completed."}
+
+
+async def test_cancel_stop_when_refused_unknown_by_client_id_and_not_listed_then_canceled(
+    venue: LoopbackVenue,
+) -> None:
+    serve_binance(venue)  # GET algoOrder: -2013, the venue no longer knows the client id
+    venue.reply("DELETE", ALGO_ORDER, GONE, 400)
+    venue.reply("GET", "/fapi/v1/openAlgoOrders", [])
+    async with adapter_for("binanceusdm", venue) as exchange:
+        after = await exchange.cancel_stop(resting())
+
+    assert after == resting(status=StopStatus.CANCELED)
+
+
+async def test_cancel_stop_when_refused_but_still_listed_then_the_refusal_is_raised(
+    venue: LoopbackVenue,
+) -> None:
+    serve_binance(venue)
+    venue.reply("DELETE", ALGO_ORDER, GONE, 400)
+    venue.reply("GET", "/fapi/v1/openAlgoOrders", [binance_algo()])
+    async with adapter_for("binanceusdm", venue) as exchange:
+        with pytest.raises(OperationalError, match="-20124"):
+            await exchange.cancel_stop(resting())
 
 
 async def test_cancel_stop_when_binance_reply_lost_then_outcome_unknown_and_sent_once(
