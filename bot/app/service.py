@@ -353,6 +353,10 @@ class AccountService:
                 await self._unsettled_stop_symbols(),
             )
         )  # fmt: skip
+        if any(o.status is ActionStatus.UNKNOWN for o in adjusted.outcomes):
+            # Looked up by client id like any lost reply (found now, or next cycle).
+            looked_up = await self.settler.look_up_unknown(list(adjusted.outcomes), started)
+            adjusted = replace(adjusted, outcomes=tuple(looked_up))
         self.triggers = stream_triggers(latest, targets, self.runtime.policy)
 
         status = _CYCLE_STATUS.get(state, CycleStatus.OK)

@@ -22,7 +22,7 @@ from bot.domain.models import OrderSide, Side
 from bot.domain.stops import BackstopSettings, StopOrder, StopStatus
 from bot.domain.targets import Policy, Target, Targets
 from bot.domain.vocabulary import AlertLevel
-from bot.exchange.port import OrderRequest, StopRequest, TemporaryError
+from bot.exchange.port import OrderRequest, OutcomeUnknown, StopRequest, TemporaryError
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
@@ -56,14 +56,30 @@ class StopVenue(SimulatedExchange):
         super().__init__(**account)  # type: ignore[arg-type]
         self.die_after_place = False
         self.listing_fails = False
+        # Lose the reply of the next placement: after the venue took it, or before.
+        self.lose_place_reply: str | None = None
+        self.lose_cancel_reply = False
         self.placed: list[str] = []
 
     async def place_stop(self, request: StopRequest) -> StopOrder:
+        if self.lose_place_reply == "before":
+            self.lose_place_reply = None
+            raise OutcomeUnknown("timed out before the venue saw it")
         order = await super().place_stop(request)
         self.placed.append(request.client_order_id)
         if self.die_after_place:
             raise ProcessDied("killed after the venue took the stop, before the reply")
+        if self.lose_place_reply == "after":
+            self.lose_place_reply = None
+            raise OutcomeUnknown("reply lost after the venue took it")
         return order
+
+    async def cancel_stop(self, order: StopOrder) -> StopOrder:
+        state = await super().cancel_stop(order)
+        if self.lose_cancel_reply:
+            self.lose_cancel_reply = False
+            raise OutcomeUnknown("cancel reply lost")
+        return state
 
     async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
         if self.listing_fails:
@@ -309,3 +325,51 @@ def test_stop_order_when_resting_then_status_open() -> None:
         amount=Decimal(1), trigger_price=Decimal(1), status=StopStatus.OPEN,
     )  # fmt: skip
     assert order.resting
+
+
+async def test_cycle_when_placement_reply_lost_after_venue_took_it_then_found_same_cycle(
+    venue: StopVenue, journal: Journal, clock: Clock
+) -> None:
+    venue.lose_place_reply = "after"
+
+    await service_for(venue, journal, clock).run_cycle()
+
+    rows = await stop_rows(journal)
+    assert [r.status for r in rows] == [ActionStatus.OK] * 3
+    assert len(await venue.fetch_stops([BTC])) == 3
+    assert len(await journal.resting_stops(ACCOUNT)) == 3
+
+
+async def test_cycle_when_placement_never_reached_venue_then_failed_next_cycle_and_replaced(
+    venue: StopVenue, journal: Journal, clock: Clock
+) -> None:
+    service = service_for(venue, journal, clock)
+    venue.lose_place_reply = "before"
+    await service.run_cycle()
+    lost = (await stop_rows(journal))[0]
+    assert lost.status is ActionStatus.UNKNOWN  # may still be on its way: not failed yet
+    assert len(await venue.fetch_stops([BTC])) == 2
+    clock.advance(300)
+
+    await service.run_cycle()
+
+    rows = {r.client_id: r for r in await stop_rows(journal)}
+    assert rows[lost.client_id].status is ActionStatus.FAILED
+    assert len(await venue.fetch_stops([BTC])) == 3
+
+
+async def test_cycle_when_cancel_reply_lost_then_cancel_settled_by_lookup(
+    venue: StopVenue, journal: Journal, clock: Clock
+) -> None:
+    service = service_for(venue, journal, clock)
+    await service.run_cycle()
+    await venue.transfer("USDT", Decimal(2000), True, "owner-transfer")
+    clock.advance(300)
+    venue.lose_cancel_reply = True
+
+    await service.run_cycle()
+
+    cancels = [r for r in await stop_rows(journal) if r.kind is ActionKind.BACKSTOP_CANCEL]
+    assert len(cancels) == 3 and all(r.status is ActionStatus.OK for r in cancels)
+    assert len(await venue.fetch_stops([BTC])) == 3
+    assert len(await journal.resting_stops(ACCOUNT)) == 3
