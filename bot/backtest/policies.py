@@ -1,7 +1,9 @@
 """The policies a backtest compares. `levbot` is the daemon's own cycle (`AccountService`).
 
 Each policy gets the simulated exchange once per cycle and acts through the Exchange
-port only, the way a daemon would.
+port only, the way a daemon would. `levbot` runs with the daemon's default protection
+layers (DESIGN.md §11): the poll, the resting backstop ladder and the streaming trigger;
+`levbot-poll` is the same cycle with the poll alone.
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ from bot.domain.actions import (
 )
 from bot.domain.models import ZERO, MarginMode
 from bot.domain.planner import plan_rebalance
+from bot.domain.stops import BACKSTOP_OFF, BackstopSettings
 from bot.domain.targets import Policy, Prefer, Target, Targets
+from bot.domain.triggers import MarkTrigger
 from bot.exchange.sim.exchange import SimulatedExchange
 
 
 class PolicyName(StrEnum):
     """The policies a backtest can compare, as `--policy` and the outputs name them."""
 
+    # The daemon's defaults: poll + resting backstop + streaming trigger.
     LEVBOT = "levbot"
+    # The same cycle on the poll alone (no backstop, no stream).
+    LEVBOT_POLL = "levbot-poll"
     NONE = "none"
     AUTO_MARGIN = "auto-margin"
     PERIODIC = "periodic"
@@ -49,6 +56,20 @@ class BacktestPolicy:
     """A policy under test. It acts through the Exchange port only, like a daemon."""
 
     name: str
+
+    @property
+    def streams(self) -> bool:
+        """Whether marks between polls can run the cycle (the streaming trigger)."""
+        return False
+
+    @property
+    def rests_stops(self) -> bool:
+        """Whether the policy keeps stops resting at the exchange (the backstop)."""
+        return False
+
+    def trigger(self, symbol: str) -> MarkTrigger | None:
+        """The marks at which a streamed price runs the cycle (None: no stream)."""
+        return None
 
     async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
         """Runs on a bar's close every interval."""
@@ -79,12 +100,32 @@ class ClientIds:
 @dataclass(slots=True)
 class LevbotPolicy(BacktestPolicy):
     """The daemon's own cycle: `AccountService` on the simulated exchange, journaling to
-    the replay's `MemoryJournal`, on the replay's clock."""
+    the replay's `MemoryJournal`, on the replay's clock.
+
+    `backstop` is the ladder the cycle keeps resting at the exchange (off: none), and
+    `stream` whether the replay runs the cycle when a mark crosses the service's
+    triggers between polls.
+    """
 
     targets: Targets
     policy: Policy
     name: str = PolicyName.LEVBOT
+    backstop: BackstopSettings = BACKSTOP_OFF
+    stream: bool = False
     _service: AccountService | None = None
+
+    @property
+    def streams(self) -> bool:
+        return self.stream
+
+    @property
+    def rests_stops(self) -> bool:
+        return self.backstop.enabled
+
+    def trigger(self, symbol: str) -> MarkTrigger | None:
+        if not self.stream or self._service is None:
+            return None
+        return self._service.triggers.get(symbol)
 
     async def cycle(self, exchange: SimulatedExchange, now: datetime, log: MemoryJournal) -> None:
         if self._service is None:
@@ -94,6 +135,7 @@ class LevbotPolicy(BacktestPolicy):
                 targets=self.targets,
                 policy=self.policy,
                 interval=timedelta(0),
+                backstop=self.backstop,
             )
             self._service = AccountService(runtime, log, log.clock)
         report = await self._service.run_cycle()

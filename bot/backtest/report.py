@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 from collections.abc import Mapping
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.backtest.policies import PolicyName
-from bot.backtest.runner import ActionRow, PolicyResult, Scenario
+from bot.backtest.results import ActionRow, PolicyResult, ReplayEvent, TimelineRow
+from bot.backtest.runner import Scenario
 from bot.domain.actions import ActionKind, Rule
 
 if TYPE_CHECKING:
@@ -57,19 +59,22 @@ def write_outputs(
 
 
 # What each marker shape means. Colour says which policy acted, shape says what it did.
-# The backstop work (issue 11 §3) adds its fills under "backstop fill": map its action
-# kind in `marker_category` and the legend picks the entry up when a fill is drawn.
+# Backstop fills and stream triggers are drawn at their own price (the fill, the crossing
+# mark), the others at the cycle's close.
 MARKERS: dict[str, tuple[str, str]] = {
     "transfer": ("^", "collateral in (transfer / add margin)"),
     "reduce": ("v", "reduce-only order"),
     "re-lever": ("o", "re-lever (collateral out / exposure in)"),
     "emergency": ("X", "emergency action"),
-    "backstop fill": ("*", "backstop fill"),
+    "backstop fill": ("*", "backstop fill (resting stop at the exchange)"),
+    "stream trigger": ("D", "stream trigger (cycle at the crossing mark)"),
 }
+AT_OWN_PRICE = ("backstop fill", "stream trigger")
 # Shown in the legend even when a run has none of them: "no emergency" is information.
 ALWAYS_IN_LEGEND = ("transfer", "reduce", "re-lever", "emergency")
 COLOURS: dict[str, str] = {
     PolicyName.LEVBOT: "tab:blue",
+    PolicyName.LEVBOT_POLL: "tab:purple",
     PolicyName.NONE: "black",
     PolicyName.AUTO_MARGIN: "tab:orange",
     PolicyName.PERIODIC: "tab:green",
@@ -78,6 +83,10 @@ COLOURS: dict[str, str] = {
 
 def marker_category(row: ActionRow) -> str:
     """Which legend entry an action is drawn as."""
+    if row.kind == ActionKind.BACKSTOP_FILL:
+        return "backstop fill"
+    if row.kind == ReplayEvent.STREAM_TRIGGER:
+        return "stream trigger"
     if row.reason.startswith(Rule.EMERGENCY.value):
         return "emergency"
     if row.reason.startswith(Rule.RELEVER.value) or row.kind in (
@@ -102,6 +111,7 @@ def report_figure(scenario: Scenario, results: Mapping[str, PolicyResult]) -> Fi
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     settle = scenario.symbol.split(":")[-1]
     figure = Figure(figsize=(12, 11))
@@ -137,21 +147,31 @@ def report_figure(scenario: Scenario, results: Mapping[str, PolicyResult]) -> Fi
         equity_axis.plot([_time(r.timestamp) for r in rows],
                          [float(r.source_balance) for r in rows],
                          color=colour, ls=":", lw=1.0, zorder=style["zorder"])  # fmt: skip
-        by_time = {r.timestamp: r for r in result.timeline}
         for category, (marker, _) in MARKERS.items():
-            acted = [by_time[a.timestamp] for a in result.actions
-                     if a.timestamp in by_time and marker_category(a) == category]  # fmt: skip
-            if not acted:
+            points = [(a, after) for a in result.actions if marker_category(a) == category
+                      for after in [_state_after(result.timeline, a)]
+                      if after is not None]  # fmt: skip
+            if not points:
                 continue
             drawn.add(category)
-            when = [_time(r.timestamp) for r in acted]
-            leverage_axis.scatter(when, [float(r.leverage or 0) for r in acted],
+            when = [_time(a.timestamp) for a, _ in points]
+            leverage_axis.scatter(when, [float(r.leverage or 0) for _, r in points],
                                   s=18, color=colour, marker=marker, zorder=5)  # fmt: skip
-            price_axis.scatter(when, [float(r.price) for r in acted],
+            own = category in AT_OWN_PRICE
+            price_axis.scatter(when, [float(a.price if own and a.price is not None else r.price)
+                                      for a, r in points],
                                s=12, color=colour, marker=marker, zorder=5)  # fmt: skip
         if result.liquidation_time is not None:
             for axis in (price_axis, leverage_axis, equity_axis):
                 axis.axvline(_time(result.liquidation_time), color=colour, ls=":", lw=1.2)
+    outage: list[Patch] = []
+    if scenario.outage is not None:
+        start, end = (_time(t) for t in scenario.outage)
+        for axis in (price_axis, leverage_axis, equity_axis):
+            axis.axvspan(start, end, color="gold", alpha=0.25, lw=0, zorder=0)
+        outage.append(Patch(color="gold", alpha=0.25,
+                            label=f"outage {start:%d-%m %H:%M}-{end:%d-%m %H:%M} UTC "
+                                  "(no poll, no stream)"))  # fmt: skip
     for level, style_ in ((scenario.target.min, "--"), (scenario.target.leverage, "-"),
                           (scenario.target.max, "--")):  # fmt: skip
         leverage_axis.axhline(float(level), color="red", ls=style_, lw=0.7, alpha=0.7)
@@ -175,7 +195,7 @@ def report_figure(scenario: Scenario, results: Mapping[str, PolicyResult]) -> Fi
     first = leverage_axis.legend(handles=[*policy_lines, band], loc="upper left", fontsize=8,
                                  title="policy (line colour)", title_fontsize=8)  # fmt: skip
     leverage_axis.add_artist(first)
-    leverage_axis.legend(handles=[*markers, liquidation], loc="upper right", fontsize=8,
+    leverage_axis.legend(handles=[*markers, liquidation, *outage], loc="upper right", fontsize=8,
                          title="actions (marker shape)", title_fontsize=8)  # fmt: skip
     equity_axis.set_ylabel(f"{settle}")
     equity_axis.set_title("equity per policy: derivatives (solid), source wallet (dotted)",
@@ -192,6 +212,14 @@ def report_figure(scenario: Scenario, results: Mapping[str, PolicyResult]) -> Fi
     equity_axis.set_xlabel("time (UTC)")
     figure.tight_layout()
     return figure
+
+
+def _state_after(timeline: list[TimelineRow], row: ActionRow) -> TimelineRow | None:
+    """The first timeline row at or after an action (a stop can fill between cycles)."""
+    index = bisect.bisect_left(timeline, row.timestamp, key=lambda r: r.timestamp)
+    if index < len(timeline):
+        return timeline[index]
+    return timeline[-1] if timeline else None
 
 
 def _time(timestamp: int) -> datetime:

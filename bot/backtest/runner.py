@@ -1,142 +1,69 @@
-"""Replay a price file through each policy on its own simulated exchange (DESIGN.md §8)."""
+"""Replay a price file through each policy on its own simulated exchange (DESIGN.md §8).
+
+Within a bar the price is taken to go from the open to the adverse extreme first (the
+low for a long, the high for a short), then to the close. Along that path, in order:
+
+1. the streaming trigger (policies with a stream, outside an outage): where the path
+   crosses the service's trigger on the adverse side (`below` for a long, `above` for
+   a short) the mark is set to the crossing (a millionth past the trigger, or the
+   bar's open when the bar opened past it) and the cycle runs there, so its market
+   orders fill at that mark moved by the slippage; then again from there with the
+   triggers that cycle left (at most `MAX_STREAM_CYCLES` per bar; a cycle that could not
+   act runs again each `RETRIGGER_STEP` further). The favourable side (re-levering
+   below the band) waits for the poll: it is never urgent;
+2. the resting stops (the backstop ladder) the path reaches, nearest the open first,
+   interleaved with the stream by price: each fills at its trigger moved by the
+   slippage, or at the open on a gap (`SimulatedExchange.trigger_stops`);
+3. the liquidation check at the adverse extreme (also just before each stream cycle
+   and stop fill: a position dead on the way down does not get saved further down);
+4. the close: the mark, funding, and the poll cycle on its schedule.
+
+On 1m data with a 5m cycle the stream and the stops act on every 1m bar, the poll on
+every fifth. During `Scenario.outage` no policy's cycle runs (no poll, no stream): only
+what rests at the exchange acts (the backstop, and the exchange's own auto-margin).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from bot.backtest.journal import MemoryJournal
-from bot.backtest.policies import (
-    POLICY_NAMES,
-    AutoMarginPolicy,
-    BacktestPolicy,
-    LevbotPolicy,
-    NonePolicy,
-    PeriodicPolicy,
-    PolicyName,
+from bot.backtest.results import (
+    ActionRow,
+    PolicyResult,
+    ReplayEvent,
+    TimelineRow,
+    utc,
 )
-from bot.domain.actions import Action, ActionKind, Order
+from bot.backtest.scenario import Scenario, ScenarioError, make_policy
+from bot.domain.actions import Action, ActionKind, CancelStop, Order, PlaceStop, StopFilled
 from bot.domain.leverage import maintenance_from_tiers, round_down
-from bot.domain.models import ZERO, MarginMode, MarketRules, Side
-from bot.domain.targets import Policy, Target, Targets
+from bot.domain.models import ZERO, MarginMode, Side
+from bot.domain.stops import StopOrder
 from bot.exchange.port import OrderResult
 from bot.exchange.sim.exchange import SimulatedExchange
-from bot.exchange.sim.markets import binance_usdm_markets
 from bot.exchange.sim.prices import Bar, FundingRate, PriceSeries
 
+__all__ = [
+    "ActionRow",
+    "PolicyResult",
+    "Scenario",
+    "ScenarioError",
+    "TimelineRow",
+    "make_policy",
+    "run_backtest",
+]
 
-class ScenarioError(ValueError):
-    """The backtest arguments cannot describe a run; the message names the argument."""
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    symbol: str
-    side: Side
-    target: Target
-    margin_mode: MarginMode = MarginMode.CROSS
-    equity: Decimal = Decimal(10000)
-    reserve: Decimal = Decimal(5000)
-    interval_ms: int = 300_000
-    fee: Decimal = Decimal("0.0005")
-    slippage: Decimal = Decimal("0.0005")
-    policies: tuple[str, ...] = POLICY_NAMES
-    # The levbot policy's `release_excess`: surplus goes back to the reserve below the band.
-    release_excess: bool = True
-
-    def market(self) -> MarketRules:
-        markets = binance_usdm_markets(taker_fee=self.fee)
-        if self.symbol not in markets:
-            raise ScenarioError(
-                f"--symbol {self.symbol}: the simulator knows {', '.join(sorted(markets))}"
-            )
-        return markets[self.symbol]
-
-
-@dataclass(frozen=True, slots=True)
-class ActionRow:
-    timestamp: int
-    kind: str
-    symbol: str
-    side: str
-    amount: Decimal
-    price: Decimal | None
-    notional: Decimal
-    fee: Decimal
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineRow:
-    timestamp: int
-    price: Decimal
-    wallet: Decimal
-    equity: Decimal
-    notional: Decimal
-    leverage: Decimal | None
-    margin_ratio: Decimal | None
-    source_balance: Decimal
-
-
-@dataclass(slots=True)
-class PolicyResult:
-    name: str
-    actions: list[ActionRow] = field(default_factory=list)
-    timeline: list[TimelineRow] = field(default_factory=list)
-    liquidation_time: int | None = None
-    max_leverage: Decimal = ZERO
-    bars_in_band: int = 0
-    bars: int = 0
-    max_margin_ratio: Decimal = ZERO
-    failed_actions: int = 0
-    fees_paid: Decimal = ZERO
-    slippage_cost: Decimal = ZERO
-    final_equity: Decimal = ZERO
-
-    def summary(self) -> dict[str, object]:
-        def count(*kinds: ActionKind) -> int:
-            return sum(1 for a in self.actions if a.kind in {k.value for k in kinds})
-
-        def total(kind: ActionKind, attr: str) -> float:
-            return float(sum((getattr(a, attr) for a in self.actions if a.kind == kind), ZERO))
-
-        return {
-            "liquidated": self.liquidation_time is not None,
-            "liquidation_time": _iso(self.liquidation_time),
-            "max_leverage": _round(self.max_leverage),
-            "time_in_band": round(self.bars_in_band / self.bars, 4) if self.bars else 0.0,
-            "min_margin_headroom": _round(1 - self.max_margin_ratio),
-            "transfers": count(
-                ActionKind.TRANSFER_IN,
-                ActionKind.TRANSFER_OUT,
-                ActionKind.ADD_MARGIN,
-                ActionKind.REDUCE_MARGIN,
-            ),
-            "orders": count(ActionKind.REDUCE_ORDER, ActionKind.INCREASE_ORDER),
-            "collateral_added": round(total(ActionKind.TRANSFER_IN, "amount"), 2),
-            "notional_reduced": round(total(ActionKind.REDUCE_ORDER, "notional"), 2),
-            "fees_paid": _round(self.fees_paid),
-            "slippage_cost": _round(self.slippage_cost),
-            "final_equity": _round(self.final_equity),
-            "failed_actions": self.failed_actions,
-        }
-
-
-def _round(value: Decimal, places: int = 4) -> float:
-    return round(float(value), places)
-
-
-def _iso(timestamp: int | None) -> str | None:
-    if timestamp is None:
-        return None
-    return _time(timestamp).isoformat().replace("+00:00", "Z")
-
-
-def _time(timestamp: int) -> datetime:
-    return datetime.fromtimestamp(timestamp / 1000, UTC)
+# A bar that keeps crossing fresh triggers runs the cycle at most this often: a bound,
+# not a debounce (each run needs the mark to have moved on past the last one).
+MAX_STREAM_CYCLES = 50
+# How far past a trigger the stream's first mark is: far below any venue's tick, so it
+# moves no money, but past the band edge, where the planner acts.
+PAST_TRIGGER = Decimal("0.000001")
+# A cycle that could not act is run again when the mark has moved this much further.
+RETRIGGER_STEP = Decimal("0.005")
 
 
 def run_backtest(
@@ -162,22 +89,6 @@ async def _run_all(
     return results
 
 
-def make_policy(name: str, scenario: Scenario) -> BacktestPolicy:
-    target = scenario.target
-    if name == PolicyName.LEVBOT:
-        policy = Policy(
-            slippage_allowance=scenario.slippage, release_excess=scenario.release_excess
-        )
-        return LevbotPolicy(Targets(target), policy)
-    if name == PolicyName.NONE:
-        return NonePolicy()
-    if name == PolicyName.AUTO_MARGIN:
-        return AutoMarginPolicy(initial_margin=scenario.equity)
-    if name == PolicyName.PERIODIC:
-        return PeriodicPolicy(target.leverage, scenario.slippage)
-    raise ScenarioError(f"--policy {name}: unknown ({', '.join(POLICY_NAMES)})")
-
-
 class _Replay:
     """One policy over the bars, on a fresh simulated exchange."""
 
@@ -197,7 +108,7 @@ class _Replay:
         self.result = PolicyResult(policy_name)
         self.log = MemoryJournal(clock=lambda: self.now)
         self.rules = scenario.market()
-        self.now = _time(bars[0].timestamp)
+        self.now = utc(bars[0].timestamp)
         self.exchange = SimulatedExchange(
             markets={scenario.symbol: self.rules},
             clock=lambda: self.now,
@@ -207,7 +118,7 @@ class _Replay:
         )
 
     async def run(self) -> PolicyResult:
-        scenario, symbol = self.scenario, self.scenario.symbol
+        scenario = self.scenario
         first = self.bars[0]
         self._open(first)
         funding_index = 0
@@ -218,34 +129,26 @@ class _Replay:
             funding_index += 1
         next_cycle = first.timestamp
         for bar in self.bars:
-            self.now = _time(bar.timestamp)
+            self.now = utc(bar.timestamp)
             if bar is not first:
-                adverse = {Side.LONG: bar.low, Side.SHORT: bar.high}
-                seen = len(self.log.outcomes)
-                ratio = self._margin_ratio(adverse[scenario.side])
-                await self.policy.intrabar(self.exchange, ratio, self.now, self.log)
-                self._record_actions(seen, bar)
-                self.result.max_margin_ratio = max(
-                    self.result.max_margin_ratio, self._margin_ratio(adverse[scenario.side])
-                )
-                if self.exchange.check_liquidation(symbol, adverse):
-                    self.result.liquidation_time = bar.timestamp
+                if await self._intrabar(bar):
                     self._timeline(bar)
                     if self.on_bar is not None:
                         self.on_bar(self.result.name)
                     break
-                self.exchange.set_mark(symbol, bar.close)
+                self.exchange.set_mark(scenario.symbol, bar.close)
                 while (
                     funding_index < len(self.funding)
                     and self.funding[funding_index].timestamp <= bar.timestamp
                 ):
-                    self.exchange.apply_funding(symbol, self.funding[funding_index].rate)
+                    self.exchange.apply_funding(scenario.symbol, self.funding[funding_index].rate)
                     funding_index += 1
             self._track_leverage(before_cycle=True)
             if bar.timestamp >= next_cycle:
-                seen = len(self.log.outcomes)
-                await self.policy.cycle(self.exchange, self.now, self.log)
-                self._record_actions(seen, bar)
+                # In an outage the timeline still samples on the poll's schedule (the
+                # state, nothing acted): the chart shows what the dead daemon missed.
+                if not scenario.in_outage(bar.timestamp):
+                    await self._cycle(bar, bar.close)
                 self._timeline(bar)
                 offset = (bar.timestamp - first.timestamp) % scenario.interval_ms
                 next_cycle = bar.timestamp - offset + scenario.interval_ms
@@ -254,6 +157,135 @@ class _Replay:
                 self.on_bar(self.result.name)
         self.result.final_equity = self._equity() + self.exchange.source
         return self.result
+
+    async def _intrabar(self, bar: Bar) -> bool:
+        """The path from the open to the adverse extreme; True when it liquidated."""
+        side = self.scenario.side
+        adverse = bar.low if side is Side.LONG else bar.high
+        price = bar.open
+        if self.policy.streams and not self.scenario.in_outage(bar.timestamp):
+            reached = await self._stream(bar, price, adverse)
+            if reached is None:
+                return True
+            price = reached
+        if self.policy.rests_stops:
+            await self._fill_stops(bar, price, adverse)
+        seen = len(self.log.outcomes)
+        ratio = self._margin_ratio(adverse)
+        await self.policy.intrabar(self.exchange, ratio, self.now, self.log)
+        self._record_actions(seen, bar, bar.close)
+        worst = self._margin_ratio(adverse)
+        self.result.max_margin_ratio = max(self.result.max_margin_ratio, worst)
+        extremes = {Side.LONG: bar.low, Side.SHORT: bar.high}
+        if self.exchange.check_liquidation(self.scenario.symbol, extremes):
+            self.result.liquidation_time = bar.timestamp
+            return True
+        return False
+
+    async def _stream(self, bar: Bar, price: Decimal, adverse: Decimal) -> Decimal | None:
+        """Run the cycle wherever the path crosses the service's adverse trigger; where
+        the path is afterwards, or None when it liquidated on the way."""
+        long = self.scenario.side is Side.LONG
+        last_run: Decimal | None = None
+        for _ in range(MAX_STREAM_CYCLES):
+            trigger = self.policy.trigger(self.scenario.symbol)
+            if trigger is None:
+                break
+            level = trigger.below if long else trigger.above
+            if level is None or (adverse > level if long else adverse < level):
+                break
+            if last_run is not None and (level >= last_run if long else level <= last_run):
+                # The cycle that just ran could not bring the scope back (a cooldown, no
+                # funds): its trigger is its own mark. The daemon re-runs such a cycle
+                # once per (growing) debounce window while marks keep coming; here, each
+                # time the mark moves `RETRIGGER_STEP` further (an emergency further down
+                # acts even within a cooldown).
+                step = RETRIGGER_STEP
+                level = last_run * (1 - step) if long else last_run * (1 + step)
+                if adverse > level if long else adverse < level:
+                    break
+            # The first streamed mark past the trigger (at the trigger itself the scope
+            # sits exactly on its band edge, where the planner does not act yet); or the
+            # mark the path is at when the bar opened past it: a gap never traded between.
+            past = level * (1 - PAST_TRIGGER) if long else level * (1 + PAST_TRIGGER)
+            crossing = max(min(price, past), adverse) if long else min(max(price, past), adverse)
+            if self.policy.rests_stops:
+                # Stops nearer the open than the trigger fire before the mark gets there.
+                await self._fill_stops(bar, price, crossing)
+            if self._liquidated_at(bar, crossing):
+                return None
+            reason = trigger.reason_below if long else trigger.reason_above
+            self.result.actions.append(
+                ActionRow(
+                    bar.timestamp,
+                    ReplayEvent.STREAM_TRIGGER.value,
+                    self.scenario.symbol,
+                    "below" if long else "above",
+                    ZERO,
+                    crossing,
+                    ZERO,
+                    ZERO,
+                    reason,
+                )
+            )
+            self.exchange.set_mark(self.scenario.symbol, crossing)
+            await self._cycle(bar, crossing)
+            self._timeline(bar, crossing)
+            price = last_run = crossing
+        return price
+
+    async def _fill_stops(self, bar: Bar, price: Decimal, until: Decimal) -> None:
+        """Fire the resting stops the path from `price` to `until` reaches, nearest first."""
+        symbol = self.scenario.symbol
+        long = self.scenario.side is Side.LONG
+        resting = await self.exchange.fetch_stops([symbol])
+        reached = sorted(
+            {s.trigger_price for s in resting if (s.trigger_price >= until if long
+                                                   else s.trigger_price <= until)},
+            reverse=long,
+        )  # fmt: skip
+        # Stops rest at the venue and fire on the same mark move that would liquidate:
+        # they go first (as in the paper venue), the liquidation check comes after them.
+        for trigger in reached:
+            at = min(price, trigger) if long else max(price, trigger)
+            for order in self.exchange.trigger_stops(symbol, price, trigger):
+                self._record_stop_fill(bar, order, at)
+            price = at
+
+    def _liquidated_at(self, bar: Bar, price: Decimal) -> bool:
+        """The liquidation check at a point of the path before something acts there."""
+        self.result.max_margin_ratio = max(self.result.max_margin_ratio, self._margin_ratio(price))
+        if self.exchange.check_liquidation(self.scenario.symbol, {s: price for s in Side}):
+            self.result.liquidation_time = bar.timestamp
+            return True
+        return False
+
+    async def _cycle(self, bar: Bar, mark: Decimal) -> None:
+        seen = len(self.log.outcomes)
+        await self.policy.cycle(self.exchange, self.now, self.log)
+        self._record_actions(seen, bar, mark)
+
+    def _record_stop_fill(self, bar: Bar, order: StopOrder, reference: Decimal) -> None:
+        if order.filled <= ZERO or order.average_price is None:
+            return
+        size = order.filled * self.rules.contract_size
+        price = order.average_price
+        self.result.fees_paid += order.fee
+        self.result.slippage_cost += abs(price - reference) * size
+        gap = " (gap: filled from the open)" if reference != order.trigger_price else ""
+        self.result.actions.append(
+            ActionRow(
+                bar.timestamp,
+                ActionKind.BACKSTOP_FILL.value,
+                order.symbol,
+                order.side.value,
+                order.filled,
+                price,
+                size * price,
+                order.fee,
+                f"backstop: stop at {order.trigger_price} triggered{gap}",
+            )
+        )
 
     def _open(self, bar: Bar) -> None:
         scenario = self.scenario
@@ -322,14 +354,15 @@ class _Replay:
         if leverage is not None and self.scenario.target.contains(leverage):
             self.result.bars_in_band += 1
 
-    def _timeline(self, bar: Bar) -> None:
+    def _timeline(self, bar: Bar, mark: Decimal | None = None) -> None:
+        """The state after a cycle; `mark` is where a streamed cycle ran (else the close)."""
         equity, gross, maintenance = self._scope()
         leverage = gross / equity if equity > ZERO else None
         ratio = maintenance / equity if equity > ZERO else None
         self.result.timeline.append(
             TimelineRow(
                 timestamp=bar.timestamp,
-                price=bar.close,
+                price=bar.close if mark is None else mark,
                 wallet=self.exchange.wallet,
                 equity=self._equity(),
                 notional=gross,
@@ -339,20 +372,28 @@ class _Replay:
             )
         )
 
-    def _record_actions(self, seen: int, bar: Bar) -> None:
+    def _record_actions(self, seen: int, bar: Bar, mark: Decimal) -> None:
+        """Rows for what the cycle journaled since `seen`; `mark` is the price it ran at."""
         for _, outcome in self.log.outcomes[seen:]:
             if not outcome.ok:
                 self.result.failed_actions += 1
                 continue
-            self.result.actions.append(self._row(outcome.action, outcome.receipt, bar))
+            action = outcome.action
+            if isinstance(action, PlaceStop | CancelStop):
+                self.result.backstop_orders += 1
+                continue
+            if isinstance(action, StopFilled):
+                # The cycle found a fill `_fill_stops` already recorded (with its fee).
+                continue
+            self.result.actions.append(self._row(action, outcome.receipt, bar, mark))
 
-    def _row(self, action: Action, receipt: object, bar: Bar) -> ActionRow:
+    def _row(self, action: Action, receipt: object, bar: Bar, mark: Decimal) -> ActionRow:
         reason = action.reason.describe()
         if isinstance(action, Order) and isinstance(receipt, OrderResult):
-            price = receipt.average_price or bar.close
+            price = receipt.average_price or mark
             size = receipt.filled * self.rules.contract_size
             self.result.fees_paid += receipt.fee
-            self.result.slippage_cost += abs(price - bar.close) * size
+            self.result.slippage_cost += abs(price - mark) * size
             return ActionRow(
                 bar.timestamp,
                 action.kind.value,

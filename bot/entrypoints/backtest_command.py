@@ -6,6 +6,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
@@ -89,7 +90,17 @@ def backtest(
     policy: Annotated[
         list[str] | None,
         typer.Option(
-            help="Policy to run (repeat): levbot, none, auto-margin, periodic. Default: all."
+            help="Policy to run (repeat): levbot, levbot-poll, none, auto-margin, periodic. "
+            "Default: all."
+        ),
+    ] = None,
+    outage: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            metavar="START END",
+            help="The daemon is down from START until END (ISO times, UTC, e.g. "
+            "2021-05-19T00:00 2021-05-20T00:00): no poll, no stream; only orders resting "
+            "at the exchange act.",
         ),
     ] = None,
     release_excess: Annotated[
@@ -108,6 +119,7 @@ def backtest(
         scenario = _scenario(
             series, prices, target, min_, max_, symbol, side, margin_mode, equity, reserve,
             interval, fee, slippage, tuple(policy or POLICY_NAMES), release_excess,
+            parse_outage(outage, series),
         )  # fmt: skip
     except TargetError as error:
         flag = {"leverage": "--target"}.get(error.field_name, f"--{error.field_name}")
@@ -131,6 +143,39 @@ def backtest(
     stdout = Console() if sys.stdout.isatty() else Console(width=200)
     stdout.print(_summary_table(results, scenario.symbol.split(":")[-1]))
     stdout.print(f"wrote {out}/summary.json, per-policy CSVs" + (", report.png" if plot else ""))
+
+
+def parse_outage(window: tuple[str, str] | None, series: PriceSeries) -> tuple[int, int] | None:
+    """`--outage START END` as [start, end) in ms; naive times are UTC."""
+    if window is None:
+        return None
+    start, end = (_instant(text) for text in window)
+    if end <= start:
+        raise ScenarioError(f"--outage {window[0]} {window[1]}: END must be after START")
+    if series.bars:
+        first, last = series.bars[0].timestamp, series.bars[-1].timestamp
+        if end <= first or start > last:
+            raise ScenarioError(
+                f"--outage {window[0]} {window[1]}: outside the price file "
+                f"({_stamp(first)} to {_stamp(last)})"
+            )
+    return start, end
+
+
+def _instant(text: str) -> int:
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ScenarioError(
+            f"--outage {text!r}: not an ISO time (use e.g. 2021-05-19T00:00, UTC)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _stamp(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def _unwritable(out: Path) -> str | None:
@@ -163,6 +208,7 @@ def _scenario(
     slippage: str,
     names: tuple[str, ...],
     release_excess: bool,
+    outage: tuple[int, int] | None = None,
 ) -> Scenario:
     band = Target(_decimal("--target", target), _decimal("--min", min_), _decimal("--max", max_))
     unknown = [n for n in names if n not in POLICY_NAMES]
@@ -191,6 +237,7 @@ def _scenario(
         slippage=slippage_rate,
         policies=names,
         release_excess=release_excess,
+        outage=outage,
     )
     scenario.market()
     return scenario
@@ -226,7 +273,8 @@ def _summary_table(results: dict[str, PolicyResult], settle: str) -> Table:
     """The summary.json figures a trader reads first, with their units."""
     table = Table(title="backtest summary")
     columns = ("liquidated", "max leverage", "time in band", "min margin headroom", "transfers",
-               "orders", "fees paid", "slippage cost", "final equity")  # fmt: skip
+               "orders", "backstop fills", "stream triggers", "fees paid", "slippage cost",
+               "final equity")  # fmt: skip
     table.add_column("policy")
     for column in columns:
         table.add_column(column, justify="right")
@@ -241,6 +289,8 @@ def _summary_table(results: dict[str, PolicyResult], settle: str) -> Table:
             f"{_float(summary['min_margin_headroom']) * 100:.1f}%",
             str(summary["transfers"]),
             str(summary["orders"]),
+            str(summary["backstop_fills"]),
+            str(summary["stream_triggers"]),
             *(f"{_float(summary[key]):,.2f} {settle}"
               for key in ("fees_paid", "slippage_cost", "final_equity")),
         )  # fmt: skip
