@@ -16,6 +16,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from ccxt.base.decimal_to_precision import TICK_SIZE
+
 from bot.domain.models import ZERO, MarginMode, OrderSide, Side
 from bot.domain.stops import StopOrder, StopStatus
 from bot.exchange.ccxt import verify
@@ -219,16 +221,32 @@ class StopDesk:
             fee=fee_paid(order),
         )
 
+    def _trigger_at_precision(self, request: StopRequest) -> Decimal:
+        """The trigger on the market's tick, rounded toward the mark (up for a long's sell
+        stop, down for a short's buy stop): rounding must never move a backstop toward
+        liquidation."""
+        wanted = request.trigger_price
+        exchange = self._exchange
+        rounded = Decimal(exchange.price_to_precision(request.symbol, float(wanted)))
+        toward_mark = 1 if request.side is OrderSide.SELL else -1
+        if (rounded - wanted) * toward_mark >= 0:
+            return rounded
+        tick = exchange.market(request.symbol)["precision"]["price"]
+        if exchange.precisionMode == TICK_SIZE and tick:
+            return rounded + toward_mark * Decimal(str(tick))
+        # Significant digits (Hyperliquid): the tick depends on the magnitude; the price
+        # mirrored across the wanted one rounds to the next tick on the mark's side.
+        mirrored = Decimal(exchange.price_to_precision(request.symbol, float(2 * wanted - rounded)))
+        return mirrored if (mirrored - wanted) * toward_mark >= 0 else rounded
+
     def _at_precision(self, request: StopRequest) -> tuple[Decimal, Decimal]:
-        """The amount (down to the step, as ccxt truncates it) and trigger (to the nearest
-        tick) that ccxt will send: the stop reported back is the one resting."""
+        """The amount (down to the step, as ccxt truncates it) and the trigger (on the tick,
+        toward the mark) that ccxt will send: the stop reported back is the one resting."""
         with translated(self._secrets):
             amount = Decimal(
                 self._exchange.amount_to_precision(request.symbol, float(request.amount))
             )
-            trigger = Decimal(
-                self._exchange.price_to_precision(request.symbol, float(request.trigger_price))
-            )
+            trigger = self._trigger_at_precision(request)
         if amount <= ZERO or trigger <= ZERO:
             raise InvalidOrder(
                 f"stop {request.amount} at {request.trigger_price} on {request.symbol} rounds "

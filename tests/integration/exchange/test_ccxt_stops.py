@@ -703,3 +703,23 @@ async def test_cancel_stop_when_bybit_already_gone_then_its_state(venue: Loopbac
     assert venue.calls(BYBIT_HISTORY, "GET")[0].query["orderLinkId"] == CLIENT_ID
     assert after.status is StopStatus.CANCELED
     assert after.exchange_id == "1a3f5b2c-7d9e-4f10-8a21-3b4c5d6e7f80"
+
+
+@pytest.mark.parametrize(
+    ("stop_for", "wanted", "sent_trigger"),
+    [
+        # 60000.04 is nearest 60000.0, a tick toward a long's liquidation: up instead.
+        (long_stop, "60000.04", "60000.1"),
+        # 71000.06 is nearest 71000.1, a tick toward a short's liquidation: down instead.
+        (short_stop, "71000.06", "71000"),
+    ],
+)
+async def test_place_stop_when_trigger_between_ticks_then_rounded_toward_the_mark(
+    venue: LoopbackVenue, stop_for: Any, wanted: str, sent_trigger: str
+) -> None:
+    serve_binance(venue)
+    async with adapter_for("binanceusdm", venue) as exchange:
+        await exchange.place_stop(stop_for(BTC, "0.003", wanted))
+
+    sent = venue.calls(ALGO_ORDER, "POST")[0].form()
+    assert Decimal(sent["triggerPrice"]) == Decimal(sent_trigger)

@@ -191,8 +191,9 @@ async def test_place_stop_when_okx_long_then_conditional_algo_on_the_mark_reduce
         "sz": "2",
         "tdMode": "cross",
     }
+    # 55000.04 is between ticks: rounded up, toward the mark, never toward liquidation.
     assert (sent["slTriggerPx"], sent["slOrdPx"], sent["slTriggerPxType"]) == (
-        "55000",
+        "55000.1",
         "-1",
         "mark",
     )
