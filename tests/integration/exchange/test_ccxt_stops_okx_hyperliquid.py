@@ -203,7 +203,7 @@ async def test_place_stop_when_okx_long_then_conditional_algo_on_the_mark_reduce
     assert (stop.exchange_id, stop.status, stop.trigger_price, stop.amount) == (
         ALGO_ID,
         StopStatus.OPEN,
-        Decimal("55000"),
+        Decimal("55000.1"),
         Decimal("2"),
     )
 
