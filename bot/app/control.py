@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from bot.app.config import LevbotConfig
+from bot.app.backstops import BackstopPreview
+from bot.app.config import AccountConfig, LevbotConfig
 from bot.app.service import AccountService, CycleReport
 from bot.domain.actions import Plan
 from bot.domain.gate import TradingState, trading_state
 from bot.domain.models import AccountSnapshot
+from bot.domain.stops import Stop, StopOrder
 from bot.domain.targets import Target
 from bot.domain.vocabulary import ALL_ACCOUNTS, CycleStatus
 from bot.store.journal import Journal
-from bot.store.records import ActionRecord, SnapshotRecord
+from bot.store.records import ActionRecord, RestingStopRecord, SnapshotRecord
 
 STALE_AFTER_INTERVALS = 3
 
@@ -33,6 +35,10 @@ class AccountStatus:
     last_cycle_at: datetime | None
     last_cycle_status: str | None
     liquidation_distance: Decimal | None
+    # The backstop ladder: whether the account keeps one, and the stops the journal
+    # believes rest at the venue (placed, not cancelled or seen triggered since).
+    backstop_enabled: bool = False
+    backstops: tuple[RestingStopRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,8 @@ async def account_statuses(
                 last_cycle_at=None if last is None else (last.finished_at or last.started_at),
                 last_cycle_status=None if last is None else last.status.value,
                 liquidation_distance=_nearest_liquidation(snapshot),
+                backstop_enabled=account.to_backstop().enabled,
+                backstops=await journal.resting_stops(account.name),
             )
         )
     return statuses
@@ -92,6 +100,62 @@ def daily_summary(rows: list[AccountStatus]) -> str:
             f"(band {row.band[0]}–{row.band[1]}), last cycle {row.last_cycle_status or 'none'}"
         )
     return "\n".join(lines)
+
+
+def price(value: Decimal) -> str:
+    """A price for reading: six significant digits, at least two decimals, thousands
+    separated (`30,447.06`, `1.23457`, `0.0000123457`); a wanted trigger may carry
+    more digits than the venue's tick, which the venue's copy will not."""
+    if not value.is_finite() or value.is_zero():
+        return str(value)
+    places = max(2, 5 - value.adjusted())
+    return f"{value:,.{places}f}"
+
+
+def stop_line(stop: Stop) -> str:
+    """`L1 sell 0.01 BTC/USDT:USDT @ 25,000.5`: a stop the ladder wants resting."""
+    side = stop.order_side.value
+    return f"L{stop.level} {side} {stop.amount} {stop.symbol} @ {price(stop.trigger_price)}"
+
+
+def order_line(order: StopOrder) -> str:
+    """`sell 0.01 BTC/USDT:USDT @ 25,000.5`: a stop at the venue."""
+    return f"{order.side.value} {order.amount} {order.symbol} @ {price(order.trigger_price)}"
+
+
+def resting_line(record: RestingStopRecord) -> str:
+    """`sell 0.01 BTC/USDT:USDT @ 25,000.5`: a stop the journal believes rests."""
+    return f"{record.side} {record.amount} {record.symbol} @ {price(record.trigger_price)}"
+
+
+def backstop_off_reason(account: AccountConfig) -> str:
+    """Why an account keeps no ladder, in one line."""
+    if account.dry_run and account.backstop.enabled is None:
+        return "backstop: off (dry_run; enabled = true in [accounts.backstop] to plan them)"
+    return "backstop: off"
+
+
+def backstop_notes(preview: BackstopPreview) -> list[str]:
+    """Why some scope has no stop (each already reads "backstop: ...")."""
+    return [note for note in preview.notes if note != "backstop: off"]
+
+
+def ladder_lines(preview: BackstopPreview) -> list[str]:
+    """Each stop the ladder would rest now, or why there is none."""
+    lines = [f"backstop {stop_line(stop)}" for stop in preview.desired]
+    notes = backstop_notes(preview)
+    if not lines and not notes:
+        notes = ["backstop: none wanted (no position to protect)"]
+    return lines + notes
+
+
+def change_lines(preview: BackstopPreview) -> list[str]:
+    """What the next cycle would do to the resting ladder: place / cancel / keep."""
+    changes = preview.changes
+    lines = [f"place {stop_line(stop)}" for stop in changes.place]
+    lines += [f"cancel {order_line(order)}" for order in changes.cancel]
+    lines += [f"keep {order_line(order)}" for order in changes.keep]
+    return lines or ["nothing resting, nothing to place"]
 
 
 def _nearest_liquidation(snapshot: SnapshotRecord | None) -> Decimal | None:
@@ -157,6 +221,15 @@ class Controls:
 
     async def preview(self, name: str) -> tuple[AccountSnapshot, Plan]:
         return await self.services[self.resolve(name)[0]].preview()
+
+    async def backstop_preview(self, name: str) -> BackstopPreview:
+        """The ladder the bot would keep now and what would change (nothing is sent)."""
+        return await self.services[self.resolve(name)[0]].backstop_preview()
+
+    def backstop_off(self, name: str) -> str | None:
+        """Why `name` keeps no backstop ladder, or None when it keeps one."""
+        account = self.config.account(self.resolve(name)[0])
+        return None if account.to_backstop().enabled else backstop_off_reason(account)
 
     async def rebalance(self, name: str) -> CycleReport:
         return await self.services[self.resolve(name)[0]].run_cycle()

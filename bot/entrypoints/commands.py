@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,17 +20,29 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
-from bot.app.config import ConfigError, LevbotConfig, load_config
+from bot.app.backstops import BackstopPreview
+from bot.app.config import AccountConfig, ConfigError, LevbotConfig, load_config
 from bot.app.config.loading import SecretScope
-from bot.app.control import account_statuses, health, recent_actions
+from bot.app.control import (
+    AccountStatus,
+    account_statuses,
+    backstop_notes,
+    backstop_off_reason,
+    change_lines,
+    health,
+    ladder_lines,
+    recent_actions,
+    resting_line,
+)
 from bot.app.service import AccountService
 from bot.clock import utc_now
 from bot.domain.actions import describe_action
+from bot.domain.stops import Stop
 from bot.domain.summary import account_metrics
 from bot.domain.vocabulary import SUCCESSFUL_CYCLES
 from bot.entrypoints.bootstrap import build_exchange, build_runtime
 from bot.entrypoints.daemon import Daemon
-from bot.exchange.port import ExchangeError
+from bot.exchange.port import Exchange, ExchangeError
 from bot.redaction import Redactor, guard_handlers
 from bot.store.engine import database_problem
 from bot.store.journal import Journal, NoJournal
@@ -47,6 +59,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 300.0
 # What a command that only reads the journal does not use.
 JOURNAL_ONLY: tuple[SecretScope, ...] = ("telegram", "credentials")
+# The live table asks the journal which backstops rest this often (not every refresh).
+BACKSTOP_COUNT_SECONDS = 5.0
 
 
 def _load(path: Path, unused_secrets: tuple[SecretScope, ...] = ()) -> LevbotConfig:
@@ -170,8 +184,14 @@ async def _run_daemon(
     with Live(Table(), console=out, refresh_per_second=2, transient=False) as view:
 
         async def refresh() -> None:
+            counts: dict[str, int] = {}
+            asked = 0.0
+            loop = asyncio.get_running_loop()
             while not daemon.stop.is_set():
-                view.update(_live_table(daemon.services))
+                if daemon.journal is not None and loop.time() - asked >= BACKSTOP_COUNT_SECONDS:
+                    asked = loop.time()
+                    counts = await _resting_counts(daemon.journal, daemon.services, counts)
+                view.update(_live_table(daemon.services, counts))
                 await asyncio.sleep(1)
 
         task = asyncio.create_task(refresh())
@@ -211,17 +231,41 @@ def _heartbeat_line(services: list[AccountService]) -> str:
     )
 
 
-def _live_table(services: list[AccountService]) -> Table:
+async def _resting_counts(
+    journal: Journal, services: list[AccountService], last: dict[str, int]
+) -> dict[str, int]:
+    """Per account, how many backstops the journal believes rest; the last counts when
+    the journal cannot answer (the table must not die with a busy database)."""
+    try:
+        return {s.name: len(await journal.resting_stops(s.name)) for s in services}
+    except Exception as error:  # a display, never a reason to stop the daemon
+        logger.debug("live table: backstop count unavailable: %s", error)
+        return last
+
+
+def _backstop_cell(service: AccountService, counts: Mapping[str, int]) -> str:
+    count = counts.get(service.name)
+    if not service.runtime.backstop.enabled and not count:
+        return "off"
+    return "…" if count is None else str(count)
+
+
+def _live_table(
+    services: list[AccountService], backstops: Mapping[str, int] | None = None
+) -> Table:
+    """`backstops`: per account, the stops the journal believes rest at the venue."""
+    counts = backstops or {}
     table = Table(title=f"levbot — {utc_now():%Y-%m-%d %H:%M:%S} UTC")
     for column in ("account", "state", "equity", "leverage", "band", "margin ratio",
-                   "last cycle", "note"):  # fmt: skip
+                   "backstops", "last cycle", "note"):  # fmt: skip
         table.add_column(column)
     for service in services:
         report = service.last_report
         target = service.runtime.targets.account
         band = f"{target.min}–{target.leverage}–{target.max}"
+        stops = _backstop_cell(service, counts)
         if report is None:
-            table.add_row(service.name, "…", "…", "…", band, "…", "starting", "")
+            table.add_row(service.name, "…", "…", "…", band, "…", stops, "starting", "")
             continue
         metrics = report.after or report.before
         leverage = (
@@ -237,7 +281,7 @@ def _live_table(services: list[AccountService]) -> Table:
         state = "…" if service.state is None else service.state.value
         equity = "n/a" if metrics is None else f"{metrics.equity:.2f}"
         table.add_row(
-            service.name, state, equity, leverage, band, ratio,
+            service.name, state, equity, leverage, band, ratio, stops,
             f"{report.status.value} {report.finished_at:%H:%M:%S}", note[:80],
         )  # fmt: skip
     return table
@@ -283,6 +327,20 @@ class _KeyInspector(Protocol):
 
 
 async def _check_accounts(settings: LevbotConfig, scrub: Redactor) -> int:
+    try:
+        journal, _ = await _look_journal(settings)
+    except Exception as error:
+        # The ladder is shown all the same, as for a first run (the overrides and the
+        # stops levbot placed live in the journal).
+        typer.echo(scrub(f"  journal: cannot open ({type(error).__name__}: {error})"))
+        journal = await Journal.open("sqlite://", secrets=settings.secrets())
+    try:
+        return await _check_each_account(settings, scrub, journal)
+    finally:
+        await journal.close()
+
+
+async def _check_each_account(settings: LevbotConfig, scrub: Redactor, journal: Journal) -> int:
     failures = 0
     for account in settings.accounts:
         label = f"{account.name} ({account.exchange}"
@@ -297,12 +355,14 @@ async def _check_accounts(settings: LevbotConfig, scrub: Redactor) -> int:
         try:
             snapshot = await exchange.fetch_snapshot()
             warnings = await exchange.key_warnings() if isinstance(exchange, _KeyInspector) else []
+            ladder, ladder_failed = await _check_backstops(account, exchange, journal)
         except Exception as error:
             failures += 1
             typer.echo(scrub(f"  {label}: FAILED {type(error).__name__}: {error}"))
             continue
         finally:
             await exchange.close()
+        failures += ladder_failed
         metrics = account_metrics(snapshot)
         hedged = any(p.hedged for p in snapshot.positions)
         leverage = "n/a" if metrics.leverage is None else f"{metrics.leverage:.2f}"
@@ -312,9 +372,33 @@ async def _check_accounts(settings: LevbotConfig, scrub: Redactor) -> int:
             f"position mode {'hedge' if hedged else 'one-way'}, "
             f"margin adjust {'yes' if snapshot.can_adjust_margin else 'no'}"
         )
+        for line in ladder:
+            typer.echo(scrub(f"    {line}"))
         for warning in warnings:
             typer.echo(scrub(f"  {label}: WARNING {warning}"))
     return failures
+
+
+async def _check_backstops(
+    account: AccountConfig, exchange: Exchange, journal: Journal
+) -> tuple[list[str], int]:
+    """The ladder the account would rest now (level, side, amount, symbol, trigger), or
+    why none; a venue that cannot show its stops fails the check (no protection)."""
+    if not account.to_backstop().enabled:
+        return [backstop_off_reason(account)], 0
+    service = AccountService(build_runtime(account, exchange), journal, utc_now)
+    try:
+        preview = await service.backstop_preview()
+    except Exception as error:
+        return [f"backstop: FAILED {type(error).__name__}: {error}"], 1
+    changes = preview.changes
+    lines = ladder_lines(preview)
+    if preview.resting or changes.place or changes.cancel:
+        lines.append(
+            f"backstop: {len(preview.resting)} resting at the venue; next cycle places "
+            f"{len(changes.place)}, cancels {len(changes.cancel)}, keeps {len(changes.keep)}"
+        )
+    return lines, 0
 
 
 def plan(
@@ -330,7 +414,8 @@ def plan(
     # An error quoted by a venue may carry a credential in any form: scrubbed at print.
     scrub = Redactor(settings.secrets())
     if as_json:
-        typer.echo(scrub(json.dumps(results, indent=2, default=_json_default)))
+        shown = [{k: v for k, v in r.items() if k != _BACKSTOP_LINES} for r in results]
+        typer.echo(scrub(json.dumps(shown, indent=2, default=_json_default)))
         return
     for result in results:
         typer.echo(scrub(f"{result['account']}: {result['summary']}"))
@@ -338,6 +423,8 @@ def plan(
             typer.echo(scrub(f"  - {line['what']}: {line['why']}"))
         for note in result["notes"]:
             typer.echo(scrub(f"  note: {note}"))
+        for line in result.get(_BACKSTOP_LINES, ()):
+            typer.echo(scrub(f"  {line}"))
 
 
 def _require_account(settings: LevbotConfig, account: str | None) -> None:
@@ -348,17 +435,26 @@ def _require_account(settings: LevbotConfig, account: str | None) -> None:
         raise typer.Exit(2)
 
 
-async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    first_run: list[str] = []
+# The plain-text backstop lines of a plan result (not part of `--json`).
+_BACKSTOP_LINES = "_backstop_lines"
+
+
+async def _look_journal(settings: LevbotConfig) -> tuple[Journal, list[str]]:
+    """The journal for a one-off look beside the daemon, or, before the first run, an
+    empty one in memory (no file is made) and a note saying so."""
     try:
         journal = await Journal.open(
             settings.database.url, secrets=settings.secrets(), create=False
         )
     except NoJournal as missing:
-        # A look before the first run: plan on an empty journal in memory, make no file.
-        first_run.append(f"{missing} yet: planned as a first run")
         journal = await Journal.open("sqlite://", secrets=settings.secrets())
+        return journal, [f"{missing} yet: planned as a first run"]
+    return journal, []
+
+
+async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    journal, first_run = await _look_journal(settings)
     try:
         for account in settings.accounts:
             if only is not None and account.name != only:
@@ -372,6 +468,7 @@ async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[
             service = AccountService(build_runtime(account, exchange), journal, utc_now)
             try:
                 snapshot, proposal = await service.preview()
+                backstops, backstop_lines = await _plan_backstops(account, service)
             except ExchangeError as error:
                 results.append({"account": account.name, "summary": f"FAILED: {error}",
                                 "actions": [], "notes": []})  # fmt: skip
@@ -392,10 +489,51 @@ async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[
                 "decisions": [asdict(d) for d in proposal.decisions],
                 "notes": [*first_run, *proposal.notes,
                           *(n for d in proposal.decisions for n in d.notes)],
+                "backstops": backstops,
+                _BACKSTOP_LINES: backstop_lines,
             })  # fmt: skip
     finally:
         await journal.close()
     return results
+
+
+async def _plan_backstops(
+    account: AccountConfig, service: AccountService
+) -> tuple[dict[str, Any], list[str]]:
+    """The `backstops` object of `plan --json` and its text lines: the ladder wanted now,
+    levbot's stops resting at the venue, and what the next cycle would place, cancel and
+    keep. A venue error here is reported in the object, not as the account's failure."""
+    if not account.to_backstop().enabled:
+        reason = backstop_off_reason(account)
+        return _backstops_json(False, None, (reason,)), [reason]
+    try:
+        preview = await service.backstop_preview()
+    except ExchangeError as error:
+        line = f"backstop: FAILED {type(error).__name__}: {error}"
+        return {**_backstops_json(True, None, ()), "error": str(error)}, [line]
+    lines = [f"backstop: {line}" for line in change_lines(preview)] + backstop_notes(preview)
+    return _backstops_json(True, preview, preview.notes), lines
+
+
+def _backstops_json(
+    enabled: bool, preview: BackstopPreview | None, notes: tuple[str, ...]
+) -> dict[str, Any]:
+    def stop(item: Stop) -> dict[str, Any]:
+        return {**asdict(item), "side": item.order_side.value}
+
+    changes = None if preview is None else preview.changes
+    return {
+        "enabled": enabled,
+        "desired": [] if preview is None else [stop(s) for s in preview.desired],
+        "resting": [] if preview is None else [asdict(o) for o in preview.resting],
+        "changes": {
+            "place": [] if changes is None else [stop(s) for s in changes.place],
+            "cancel": [] if changes is None else [asdict(o) for o in changes.cancel],
+            "keep": [] if changes is None else [asdict(o) for o in changes.keep],
+        },
+        "notes": list(notes),
+        "error": None,
+    }
 
 
 def _json_default(value: object) -> object:
@@ -418,7 +556,7 @@ def status(config: ConfigOption) -> None:
     rows = _query(settings, lambda j: account_statuses(j, settings))
     table = Table(title="levbot status")
     for column in ("account", "state", "equity", "notional", "leverage", "band",
-                   "margin ratio", "liq. distance", "last cycle"):  # fmt: skip
+                   "margin ratio", "liq. distance", "backstops", "last cycle"):  # fmt: skip
         table.add_column(column)
     for row in rows:
         snap = row.snapshot
@@ -431,10 +569,26 @@ def status(config: ConfigOption) -> None:
             f"{row.band[0]}–{row.target}–{row.band[1]}",
             "—" if snap is None or snap.margin_ratio is None else f"{snap.margin_ratio:.3f}",
             "—" if row.liquidation_distance is None else f"{row.liquidation_distance:.1%}",
+            _backstop_count(row),
             "never" if row.last_cycle_at is None
             else f"{row.last_cycle_at:%Y-%m-%d %H:%M:%S} ({row.last_cycle_status})",
         )  # fmt: skip
-    (out if sys.stdout.isatty() else Console(width=200)).print(table)
+    console = out if sys.stdout.isatty() else Console(width=200)
+    console.print(table)
+    resting = [(row.account, record) for row in rows for record in row.backstops]
+    if resting:
+        # Below the table: a ladder is a few lines per account, too tall for a cell.
+        typer.echo("backstops resting at the venue (as the journal last saw them):")
+    for name, record in resting:
+        typer.echo(
+            f"  {name}: {resting_line(record)} (placed {record.placed_at:%Y-%m-%d %H:%M:%S})"
+        )
+
+
+def _backstop_count(row: AccountStatus) -> str:
+    if not row.backstop_enabled and not row.backstops:
+        return "off"
+    return str(len(row.backstops))
 
 
 def history(

@@ -21,7 +21,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.app.control import Controls, UnknownAccount
+from bot.app.control import Controls, UnknownAccount, backstop_notes, change_lines
 from bot.domain.actions import describe_action
 from bot.domain.summary import account_metrics
 from bot.domain.targets import TargetError
@@ -29,6 +29,7 @@ from bot.domain.vocabulary import ALL_ACCOUNTS
 from bot.exchange.port import ExchangeError
 from bot.telegram.chart import leverage_chart
 from bot.telegram.formatting import (
+    backstop_changes_text,
     esc,
     history_text,
     plan_text,
@@ -45,9 +46,9 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 HELP = {
     "help": "what each command does",
-    "status": "equity, leverage against the band, margin ratio, state, last cycle",
+    "status": "equity, leverage against the band, margin ratio, state, backstops",
     "positions": "[account] — every position in detail",
-    "plan": "[account] — what the bot would do right now, and why",
+    "plan": "[account] — what the bot would do right now (trades, backstops), and why",
     "rebalance": "[account] — run a cycle now (asks to confirm)",
     "pause": "[account|all] — stop acting; watching and alerts go on",
     "resume": "[account|all] — act again",
@@ -165,8 +166,20 @@ class ChatCommands:
                 parts.append(f"<b>{esc(account)}</b>: exchange error: {esc(error)}")
                 continue
             leverage = account_metrics(snapshot).leverage
-            parts.append(plan_text(account, snapshot, proposal, leverage))
+            text = plan_text(account, snapshot, proposal, leverage)
+            parts.append(f"{text}\n{await self._backstop_changes(account)}")
         await self._edit_or_reply(update, message, "\n\n".join(parts))
+
+    async def _backstop_changes(self, account: str) -> str:
+        """What the next cycle would do to the account's resting stop ladder."""
+        off = self.controls.backstop_off(account)
+        if off is not None:
+            return esc(off)
+        try:
+            preview = await self.controls.backstop_preview(account)
+        except ExchangeError as error:
+            return f"backstop: exchange error: {esc(error)}"
+        return backstop_changes_text(change_lines(preview), backstop_notes(preview))
 
     async def rebalance(self, update: Update, context: Context) -> None:
         account = self._one_account(context.args, "/rebalance [account]")

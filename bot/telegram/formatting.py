@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from html import escape
 
-from bot.app.control import AccountStatus
+from bot.app.control import AccountStatus, resting_line
 from bot.domain.actions import Plan
 from bot.domain.leverage import isolated_equity, notional
 from bot.domain.models import AccountSnapshot, MarginMode
@@ -67,7 +67,7 @@ def status_text(rows: Sequence[AccountStatus], now: datetime) -> str:
         head = f"<b>{esc(row.account)}</b> — {esc(row.state)}"
         band = f"{row.band[0]} / <b>{row.target}</b> / {row.band[1]}"
         if snap is None:
-            lines.append(f"{head}\nno snapshot yet; band {band}")
+            lines.append(f"{head}\nno snapshot yet; band {band}\n{backstops_text(row)}")
             continue
         lines.append(
             f"{head}\n"
@@ -76,9 +76,25 @@ def status_text(rows: Sequence[AccountStatus], now: datetime) -> str:
             f"margin ratio {num(snap.margin_ratio, 3)}, liquidation "
             f"{'n/a' if row.liquidation_distance is None else f'{row.liquidation_distance:.1%}'}"
             f" away\nlast cycle {ago(row.last_cycle_at, now)}"
-            f" ({esc(row.last_cycle_status or 'none')})"
+            f" ({esc(row.last_cycle_status or 'none')})\n{backstops_text(row)}"
         )
     return "\n\n".join(lines)
+
+
+def backstops_text(row: AccountStatus) -> str:
+    """The stops levbot believes rest at the venue for this account (from the journal)."""
+    if not row.backstops:
+        return "backstops: off" if not row.backstop_enabled else "backstops: none resting"
+    lines = [f"backstops resting: {len(row.backstops)}"]
+    lines += [f"🛡 {esc(resting_line(record))}" for record in row.backstops]
+    return "\n".join(lines)
+
+
+def backstop_changes_text(changes: Sequence[str], notes: Sequence[str] = ()) -> str:
+    """What the next cycle would do to the resting ladder, one short line each."""
+    lines = ["Backstops:", *(f"• {esc(line)}" for line in changes)]
+    lines += [f"<i>{esc(note)}</i>" for note in notes]
+    return "\n".join(lines)
 
 
 def positions_text(items: Sequence[tuple[str, SnapshotRecord | None]]) -> str:

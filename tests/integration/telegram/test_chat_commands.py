@@ -3,7 +3,8 @@ SQLite journal and the simulated exchange: what the owner sees, and what it chan
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,8 +16,16 @@ from bot.app.config import LevbotConfig, load_config
 from bot.app.control import Controls
 from bot.app.service import AccountService
 from bot.domain.models import AccountSnapshot, Side
+from bot.domain.stops import StopOrder
 from bot.entrypoints.bootstrap import build_runtime
-from bot.exchange.port import MarginResult, OrderRequest, OrderResult, OrderStatus, TransferResult
+from bot.exchange.port import (
+    MarginResult,
+    OrderRequest,
+    OrderResult,
+    OrderStatus,
+    StopRequest,
+    TransferResult,
+)
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
@@ -75,10 +84,12 @@ max = 3.5
 [accounts.sim]
 leverage = 4
 """
+    # The owner keeps a backstop ladder on "paper" only.
+    alt = account.format(name="alt") + "[accounts.backstop]\nenabled = false\n"
     path.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path}/journal.sqlite"\n'
         f'[telegram]\ntoken = "{api.token}"\nallowed_chat_ids = [{OWNER}]\n'
-        f'api_base_url = "{api.url}"\n' + account.format(name="paper") + account.format(name="alt")
+        f'api_base_url = "{api.url}"\n' + account.format(name="paper") + alt
     )
     return path
 
@@ -345,6 +356,19 @@ class CancellingExchange:
     ) -> OrderResult | None:
         return None
 
+    # Stops (the backstop ladder) rest at the simulated venue as usual.
+    async def place_stop(self, request: StopRequest) -> StopOrder:
+        return await self.venue.place_stop(request)
+
+    async def cancel_stop(self, order: StopOrder) -> StopOrder:
+        return await self.venue.cancel_stop(order)
+
+    async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
+        return await self.venue.fetch_stops(symbols)
+
+    async def fetch_stop(self, symbol: str, client_order_id: str) -> StopOrder | None:
+        return await self.venue.fetch_stop(symbol, client_order_id)
+
     async def close(self) -> None:
         await self.venue.close()
 
@@ -371,3 +395,72 @@ async def test_rebalance_when_venue_cancels_the_order_unfilled_then_reported_fai
     assert "alt cycle: failed" in edited
     assert "❌" in edited and "order canceled with nothing filled" in edited
     assert "✅" not in edited
+
+
+# -- backstops (issue 10 §1): what rests at the venue, and what /plan would change -------
+
+SHIELD = re.compile(r"🛡 sell \d+\.\d+ BTC/USDT:USDT @ [\d,]+\.\d+")
+PLACE = re.compile(r"• place L(\d) sell \d+\.\d+ BTC/USDT:USDT @ [\d,]+\.\d+")
+KEEP = re.compile(r"• keep sell \d+\.\d+ BTC/USDT:USDT @ [\d,]+\.\d+")
+
+
+async def _edited(world: World, contains: str) -> str:
+    return await world.api.wait_for(
+        lambda: next((e.plain_text for e in world.api.edited_messages
+                      if e.plain_text and contains in e.plain_text), None)
+    )  # fmt: skip
+
+
+async def test_status_when_backstops_rest_then_each_trigger_and_size_per_account(
+    world: World,
+) -> None:
+    await world.services["paper"].run_cycle()
+    await world.services["alt"].run_cycle()
+
+    await world.say("/status")
+    text = await world.reply("paper")
+
+    paper, alt = text.split("\n\n")
+    assert "backstops resting: 3" in paper
+    shields = [line for line in paper.splitlines() if line.startswith("🛡")]
+    assert len(shields) == 3 and all(SHIELD.fullmatch(line) for line in shields), shields
+    # Short enough for a phone screen without wrapping the figures.
+    assert max(len(line) for line in shields) <= 48
+    assert alt.splitlines()[-1] == "backstops: off"
+
+
+async def test_status_when_no_cycle_yet_then_none_resting(world: World) -> None:
+    await world.say("/status")
+    text = await world.reply("paper")
+
+    paper, alt = text.split("\n\n")
+    assert paper.splitlines()[-1] == "backstops: none resting"
+    assert alt.splitlines()[-1] == "backstops: off"
+
+
+async def test_plan_when_nothing_rests_then_every_level_would_be_placed(world: World) -> None:
+    await world.say("/plan paper")
+    text = await _edited(world, "Backstops:")
+
+    # Next to the trade plan, after it.
+    assert text.index("Would do:") < text.index("Backstops:")
+    assert [int(level) for level in PLACE.findall(text)] == [1, 2, 3]
+    assert not KEEP.search(text)
+    assert await world.journal.resting_stops("paper") == ()  # nothing was placed
+
+
+async def test_plan_when_ladder_rests_then_keep_lines_and_nothing_to_place(world: World) -> None:
+    await world.services["paper"].run_cycle()
+
+    await world.say("/plan paper")
+    text = await _edited(world, "Backstops:")
+
+    assert len(KEEP.findall(text)) == 3
+    assert not PLACE.search(text)
+
+
+async def test_plan_when_backstop_off_then_says_so(world: World) -> None:
+    await world.say("/plan alt")
+    text = await _edited(world, "alt: leverage")
+
+    assert text.splitlines()[-1] == "backstop: off"
