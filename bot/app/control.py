@@ -97,7 +97,8 @@ def daily_summary(rows: list[AccountStatus]) -> str:
         equity = "n/a" if snap is None else f"{snap.equity:.2f} {snap.settle}"
         lines.append(
             f"{row.account}: {row.state}, equity {equity}, leverage {leverage} "
-            f"(band {row.band[0]}–{row.band[1]}), last cycle {row.last_cycle_status or 'none'}"
+            f"(band {row.band[0]}–{row.band[1]}), last cycle {row.last_cycle_status or 'none'}, "
+            f"{backstop_summary(row)}"
         )
     return "\n".join(lines)
 
@@ -156,6 +157,13 @@ def change_lines(preview: BackstopPreview) -> list[str]:
     lines += [f"cancel {order_line(order)}" for order in changes.cancel]
     lines += [f"keep {order_line(order)}" for order in changes.keep]
     return lines or ["nothing resting, nothing to place"]
+
+
+def backstop_summary(row: AccountStatus) -> str:
+    """`backstops 3 resting` or `backstops off`: the ladder in a few words."""
+    if not row.backstop_enabled and not row.backstops:
+        return "backstops off"
+    return f"backstops {len(row.backstops)} resting"
 
 
 def _nearest_liquidation(snapshot: SnapshotRecord | None) -> Decimal | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,9 +20,11 @@ from typer.testing import CliRunner
 from bot.app.config import load_config
 from bot.app.service import AccountService
 from bot.domain.models import Side
+from bot.domain.stops import StopOrder
 from bot.entrypoints.bootstrap import build_runtime
 from bot.entrypoints.cli import app
-from bot.entrypoints.commands import _live_table
+from bot.entrypoints.commands import _check_backstops, _live_table, _plan_backstops
+from bot.exchange.port import TemporaryError
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
@@ -246,3 +248,55 @@ async def test_live_table_when_counts_known_then_backstops_column_shows_them(
     [row] = [line for line in text.splitlines() if "│ paper" in line]
     cells = [value.strip() for value in row.split("│")[1:-1]]
     assert cells[names.index("backstops")] == cell
+
+
+class BlindStopsVenue(SimulatedExchange):
+    """The simulated venue, except that it cannot list resting stops (a key without
+    the right, a venue outage on that endpoint)."""
+
+    async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
+        raise TemporaryError("stop listing timed out")
+
+
+async def _blind_service(tmp_path: Path) -> tuple[AccountService, Journal]:
+    account = load_config(write_config(tmp_path)).accounts[0]
+    venue = BlindStopsVenue(
+        markets=binance_usdm_markets(), clock=lambda: datetime.now(UTC),
+        derivatives=Decimal(10000), source=Decimal(0), account=account.name,
+    )  # fmt: skip
+    venue.set_mark(BTC, Decimal(50000))
+    venue.open_position(BTC, Side.LONG, Decimal("0.6"))
+    journal = await Journal.open("sqlite://")
+    return AccountService(
+        build_runtime(account, venue), journal, lambda: datetime.now(UTC)
+    ), journal
+
+
+async def test_check_when_venue_cannot_list_stops_then_the_backstop_line_fails_the_check(
+    tmp_path: Path,
+) -> None:
+    service, journal = await _blind_service(tmp_path)
+    account = load_config(write_config(tmp_path)).accounts[0]
+    try:
+        lines, failures = await _check_backstops(account, service.runtime.exchange, journal)
+    finally:
+        await journal.close()
+
+    assert lines == ["backstop: FAILED TemporaryError: stop listing timed out"]
+    assert failures == 1
+
+
+async def test_plan_json_when_venue_cannot_list_stops_then_error_in_the_backstops_object(
+    tmp_path: Path,
+) -> None:
+    service, journal = await _blind_service(tmp_path)
+    account = load_config(write_config(tmp_path)).accounts[0]
+    try:
+        shown, lines = await _plan_backstops(account, service)
+    finally:
+        await journal.close()
+
+    assert shown["enabled"] is True
+    assert shown["error"] == "stop listing timed out"
+    assert shown["desired"] == [] and shown["changes"]["place"] == []
+    assert lines == ["backstop: FAILED TemporaryError: stop listing timed out"]

@@ -203,7 +203,7 @@ async def test_daily_summary_when_accounts_ran_then_one_line_each_reaches_the_ow
     await rig.flush()
     summary = next(t for t in rig.texts() if "Daily summary" in t)
     assert "paper: active, equity" in summary
-    assert "leverage 3.00 (band 2.5–3.5), last cycle ok" in summary
+    assert "leverage 3.00 (band 2.5–3.5), last cycle ok, backstops 0 resting" in summary
 
 
 async def test_alerts_when_second_chat_fails_then_retry_goes_to_it_only(
