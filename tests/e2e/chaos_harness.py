@@ -28,7 +28,13 @@ import aiohttp
 from bot.domain.actions import ActionKind
 from bot.domain.outcomes import ActionStatus
 from bot.store.journal import Journal
-from bot.store.records import ActionRecord, CycleRecord, CycleStatus, SnapshotRecord
+from bot.store.records import (
+    ActionRecord,
+    CycleRecord,
+    CycleStatus,
+    RestingStopRecord,
+    SnapshotRecord,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PRICES = REPO / "tests" / "fixtures" / "prices" / "btc_1m_2021-05-19.csv"
@@ -295,6 +301,7 @@ async def judge(journal: Journal, venue: VenueProcess) -> Verdict:
     _check_orders(actions, record["orders"], verdict)
     _check_transfers(actions, record["transfers"], verdict)
     _check_unique(actions, verdict)
+    _check_stops(actions, record["stops"], await journal.resting_stops(ACCOUNT), verdict)
     snapshots = await journal.snapshots_since(ACCOUNT, datetime(2000, 1, 1, tzinfo=UTC))
     _check_snapshots(actions, snapshots, record, venue.account(), verdict)
     by_status = Counter(f"{a.kind.value}:{a.status.value}" for a in actions)
@@ -304,6 +311,7 @@ async def judge(journal: Journal, venue: VenueProcess) -> Verdict:
             "actions": dict(sorted(by_status.items())),
             "venue orders": len(record["orders"]),
             "venue transfers": len(record["transfers"]),
+            "venue stops": dict(Counter(_stop_state(s) for s in record["stops"])),
             "faults injected": dict(sorted(record["faults"].items())),
             "faults total": sum(record["faults"].values()),
             "longest failure streak": _longest_streak(cycles),
@@ -389,6 +397,45 @@ def _check_transfers(
         )
 
 
+def _stop_state(stop: dict[str, Any]) -> str:
+    if "fired_at" in stop:
+        return "fired"
+    return "canceled" if "canceled_at" in stop else "resting"
+
+
+def _check_stops(
+    actions: list[ActionRecord],
+    stops: list[dict[str, Any]],
+    believed: tuple[RestingStopRecord, ...],
+    v: Verdict,
+) -> None:
+    """Every backstop the venue took is journaled placed (ok, with its algo id), nothing
+    journaled placed that the venue never took, every fired stop is journaled as a fill,
+    and what the journal believes rests is exactly what rests at the venue."""
+    placed = {a.client_id: a for a in actions if a.kind is ActionKind.BACKSTOP_PLACE}
+    fills = {a.ref for a in actions if a.kind is ActionKind.BACKSTOP_FILL}
+    at_venue = {s["client_id"]: s for s in stops}
+    for client_id, stop in at_venue.items():
+        action = placed.get(client_id)
+        if action is None or action.status is not ActionStatus.OK:
+            seen = "not journaled" if action is None else f"journaled {action.status.value}"
+            v.mismatches.append(f"stop {client_id} (algo {stop['algo_id']}) placed, {seen}")
+        elif action.exchange_id != stop["algo_id"]:
+            v.mismatches.append(
+                f"stop {client_id}: journaled id {action.exchange_id}, venue {stop['algo_id']}"
+            )
+        if "fired_at" in stop and Decimal(stop.get("filled") or 0) > 0 and client_id not in fills:
+            v.mismatches.append(f"stop {client_id} fired at the venue, no fill journaled")
+    for client_id, action in placed.items():
+        if action.status is ActionStatus.OK and client_id not in at_venue:
+            v.mismatches.append(f"stop {client_id} journaled placed, the venue never took it")
+    resting = {c for c, s in at_venue.items() if _stop_state(s) == "resting"}
+    journal_resting = {r.client_id for r in believed}
+    for client_id in sorted(resting ^ journal_resting):
+        where = "the venue" if client_id in resting else "the journal"
+        v.mismatches.append(f"stop {client_id} rests only per {where}")
+
+
 def _check_unique(actions: list[ActionRecord], v: Verdict) -> None:
     for client_id, count in Counter(a.client_id for a in actions).items():
         if count > 1:
@@ -405,7 +452,11 @@ def _check_snapshots(
     """Every journaled snapshot shows what the venue really held then: its spot wallet and
     position size match the venue's, rebuilt from its record. The first snapshot of a
     cycle is the one the cycle planned on: a wrong one there means it acted on garbage."""
-    reduced = sum((Decimal(o["amount"]) for o in record["orders"]), Decimal(0))
+    # Contracts leave the position by the bot's orders and by the stops the venue fired.
+    taken = [(Decimal(o["amount"]), o["time"]) for o in record["orders"]] + [
+        (Decimal(s.get("filled") or 0), s["fired_at"]) for s in record["stops"] if "fired_at" in s
+    ]
+    reduced = sum((amount for amount, _ in taken), Decimal(0))
     positions = account["state"]["positions"]
     initial_contracts = reduced + sum((Decimal(p["contracts"]) for p in positions), Decimal(0))
     acting = {a.cycle_id for a in actions if a.cycle_id is not None}
@@ -428,7 +479,7 @@ def _check_snapshots(
             Decimal(0),
         )
         contracts = initial_contracts - sum(
-            (Decimal(o["amount"]) for o in record["orders"] if o["time"] < at), Decimal(0)
+            (amount for amount, time in taken if time < at), Decimal(0)
         )
         seen = sum((p.contracts for p in snapshot.positions), Decimal(0))
         wrong = []
