@@ -173,7 +173,10 @@ def run(
 
 
 async def _run_daemon(
-    daemon: Daemon, live: bool, heartbeat_seconds: float = HEARTBEAT_SECONDS
+    daemon: Daemon,
+    live: bool,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    backstop_seconds: float = BACKSTOP_COUNT_SECONDS,
 ) -> int:
     if not live:
         beat = asyncio.create_task(_heartbeat(daemon, heartbeat_seconds))
@@ -185,14 +188,15 @@ async def _run_daemon(
 
         async def refresh() -> None:
             counts: dict[str, int] = {}
-            asked = 0.0
+            asked: float | None = None
             loop = asyncio.get_running_loop()
             while not daemon.stop.is_set():
-                if daemon.journal is not None and loop.time() - asked >= BACKSTOP_COUNT_SECONDS:
+                due = asked is None or loop.time() - asked >= backstop_seconds
+                if daemon.journal is not None and due:
                     asked = loop.time()
                     counts = await _resting_counts(daemon.journal, daemon.services, counts)
                 view.update(_live_table(daemon.services, counts))
-                await asyncio.sleep(1)
+                await asyncio.sleep(min(1.0, backstop_seconds))
 
         task = asyncio.create_task(refresh())
         try:

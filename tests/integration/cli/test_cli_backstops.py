@@ -23,7 +23,8 @@ from bot.domain.models import Side
 from bot.domain.stops import StopOrder
 from bot.entrypoints.bootstrap import build_runtime
 from bot.entrypoints.cli import app
-from bot.entrypoints.commands import _check_backstops, _live_table, _plan_backstops
+from bot.entrypoints.commands import _check_backstops, _live_table, _plan_backstops, _run_daemon
+from bot.entrypoints.daemon import Daemon
 from bot.exchange.port import TemporaryError
 from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
@@ -300,3 +301,24 @@ async def test_plan_json_when_venue_cannot_list_stops_then_error_in_the_backstop
     assert shown["error"] == "stop listing timed out"
     assert shown["desired"] == [] and shown["changes"]["place"] == []
     assert lines == ["backstop: FAILED TemporaryError: stop listing timed out"]
+
+
+async def test_run_when_live_table_then_backstops_column_counts_what_the_journal_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon = Daemon(load_config(write_config(tmp_path)))
+    running = asyncio.create_task(_run_daemon(daemon, live=True, backstop_seconds=0.2))
+    try:
+        for _ in range(100):
+            journal = daemon.journal
+            if journal is not None and len(await journal.resting_stops("paper")) == 3:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.6)  # a count and a refresh after the ladder was journaled
+    finally:
+        daemon.stop.set()
+        assert await running == 0
+    # The final frame (at 80 columns headers are cut: "back…"); columns in their order.
+    [row] = [line for line in capsys.readouterr().out.splitlines() if "│ paper" in line]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[6] == "3"
