@@ -206,14 +206,20 @@ async def _run_daemon(
 
 
 async def _heartbeat(daemon: Daemon, period: float) -> None:
+    counts: dict[str, int] = {}
     while not daemon.stop.is_set():
         await asyncio.sleep(period)
-        logger.info("%s", _heartbeat_line(daemon.services))
+        if daemon.journal is not None:
+            counts = await _resting_counts(daemon.journal, daemon.services, counts)
+        logger.info("%s", _heartbeat_line(daemon.services, counts))
 
 
-def _heartbeat_line(services: list[AccountService]) -> str:
+def _heartbeat_line(
+    services: list[AccountService], backstops: Mapping[str, int] | None = None
+) -> str:
     """`levbot alive: 2 account(s), last cycles 1 ok, 1 failed, 0 not yet; a active 3.00x
-    ok 12:00:05, ...`: the plain-log twin of the live table."""
+    ok 12:00:05 backstops 3, ...`: the plain-log twin of the live table."""
+    counts = backstops or {}
     reports = [service.last_report for service in services]
     ok = sum(1 for r in reports if r is not None and r.status in SUCCESSFUL_CYCLES)
     waiting = sum(1 for r in reports if r is None)
@@ -227,7 +233,8 @@ def _heartbeat_line(services: list[AccountService]) -> str:
         lev = None if metrics is None else metrics.leverage
         leverage = "n/a" if lev is None else f"{lev:.2f}x"
         parts.append(
-            f"{service.name} {state} {leverage} {report.status.value} {report.finished_at:%H:%M:%S}"
+            f"{service.name} {state} {leverage} {report.status.value} "
+            f"{report.finished_at:%H:%M:%S} backstops {_backstop_cell(service, counts)}"
         )
     return (
         f"levbot alive: {len(services)} account(s), last cycles {ok} ok, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -264,6 +265,8 @@ async def test_run_when_plain_logs_then_a_heartbeat_line_every_period(
     assert len(beats) >= 2
     assert beats[-1].startswith("levbot alive: 1 account(s), last cycles 1 ok, 0 failed")
     assert "paper " in beats[-1]
+    # The resting stop ladder, as the journal holds it (the paper account keeps one).
+    assert re.search(r"paper \S+ \d+\.\d\dx ok \d\d:\d\d:\d\d backstops \d+$", beats[-1])
 
 
 async def test_live_table_when_a_cycle_ran_then_equity_beside_the_status_state_name(
