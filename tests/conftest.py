@@ -12,6 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The session's real PostgreSQL server (started only when a test asks for it).
+pytest_plugins = ["tests.support.postgres"]
+
 
 @pytest.fixture(autouse=True)
 def _root_logging_restored() -> Iterator[None]:

@@ -21,6 +21,7 @@ class OwnerControls(JournalBase):
         """Pause or resume `account` (`ALL_ACCOUNTS` for every account)."""
         now = self._now(at)
         async with self._session() as session:
+            await self._serialize_writes(session, PauseRow)
             result = await session.exec(
                 update(PauseRow)
                 .where(col(PauseRow.account) == account)
@@ -59,6 +60,7 @@ class OwnerControls(JournalBase):
             if target is None:
                 await session.exec(delete(TargetOverrideRow).where(*scope))
             else:
+                await self._serialize_writes(session, TargetOverrideRow)
                 values = {**target_values(target), "set_by": by, "set_at": now}
                 result = await session.exec(update(TargetOverrideRow).where(*scope).values(values))
                 if result.rowcount == 0:
