@@ -43,6 +43,7 @@ from bot.store.records import (
     CycleStatus,
     PendingIntent,
 )
+from tests.support.postgres import BACKENDS, database_url
 
 BTC = "BTC/USDT:USDT"
 T0 = datetime(2021, 5, 19, 13, 0, tzinfo=UTC)
@@ -248,9 +249,9 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'levbot.sqlite'}"
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, request.param, tmp_path / "levbot.sqlite")
 
 
 @pytest.fixture

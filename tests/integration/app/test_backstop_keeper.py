@@ -27,6 +27,7 @@ from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
 from bot.store.records import ActionRecord, ActionStatus
+from tests.support.postgres import BACKENDS, database_url
 
 BTC = "BTC/USDT:USDT"
 T0 = datetime(2021, 5, 19, 13, 0, tzinfo=UTC)
@@ -107,9 +108,14 @@ def venue(clock: Clock) -> StopVenue:
     return venue
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, request.param, tmp_path / "journal.sqlite")
+
+
 @pytest.fixture
-async def journal(tmp_path: Path, clock: Clock) -> AsyncIterator[Journal]:
-    journal = await Journal.open(f"sqlite:///{tmp_path / 'journal.sqlite'}", clock=clock)
+async def journal(db_url: str, clock: Clock) -> AsyncIterator[Journal]:
+    journal = await Journal.open(db_url, clock=clock)
     yield journal
     await journal.close()
 
@@ -275,7 +281,7 @@ async def test_cycle_when_stop_listing_fails_then_cycle_still_delevers(
 
 
 async def test_restart_when_killed_after_stop_reached_venue_then_found_not_placed_twice(
-    venue: StopVenue, journal: Journal, clock: Clock, tmp_path: Path
+    venue: StopVenue, journal: Journal, clock: Clock, db_url: str
 ) -> None:
     venue.die_after_place = True
     with pytest.raises(ProcessDied):
@@ -283,7 +289,7 @@ async def test_restart_when_killed_after_stop_reached_venue_then_found_not_place
     assert len(venue.placed) == 1
     venue.die_after_place = False
     clock.advance(60)
-    restarted = await Journal.open(f"sqlite:///{tmp_path / 'journal.sqlite'}", clock=clock)
+    restarted = await Journal.open(db_url, clock=clock)
     try:
         await service_for(venue, restarted, clock).run_cycle()
         rows = await stop_rows(restarted)

@@ -19,6 +19,7 @@ from bot.exchange.sim.exchange import SimulatedExchange
 from bot.exchange.sim.markets import binance_usdm_markets
 from bot.store.journal import Journal
 from bot.store.records import CycleStatus
+from tests.support.postgres import BACKENDS, database_url
 
 BTC = "BTC/USDT:USDT"
 
@@ -72,9 +73,14 @@ class SlowExchange:
         await self.venue.close()
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, request.param, tmp_path / "levbot.sqlite")
+
+
 @pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    opened = await Journal.open(f"sqlite:///{tmp_path / 'levbot.sqlite'}")
+async def journal(db_url: str) -> AsyncIterator[Journal]:
+    opened = await Journal.open(db_url)
     try:
         yield opened
     finally:

@@ -35,6 +35,7 @@ from tests.integration.app.test_account_service import (
     service,
     venue,
 )
+from tests.support.postgres import BACKENDS, database_url
 
 LOST = OutcomeUnknown("RequestTimeout: binanceusdm POST /fapi/v1/order")
 
@@ -44,9 +45,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, request.param, tmp_path / "levbot.sqlite")
+
+
 @pytest.fixture
-async def journal(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Journal]:
-    opened = await Journal.open(f"sqlite:///{tmp_path / 'levbot.sqlite'}", clock=clock)
+async def journal(db_url: str, clock: FakeClock) -> AsyncIterator[Journal]:
+    opened = await Journal.open(db_url, clock=clock)
     try:
         yield opened
     finally:

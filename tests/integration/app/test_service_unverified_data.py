@@ -26,6 +26,7 @@ from bot.store.records import CycleStatus
 from tests.integration.app.test_account_service import FakeClock, alerts
 from tests.integration.exchange.loopback import LoopbackVenue
 from tests.integration.exchange.venues import adapter_for, recorded_loopback, serve
+from tests.support.postgres import BACKENDS, database_url
 
 # The recorded Binance account runs BTC at 23x: far above this band, so a trusted
 # snapshot always plans something.
@@ -38,9 +39,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, request.param, tmp_path / "levbot.sqlite")
+
+
 @pytest.fixture
-async def journal(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Journal]:
-    opened = await Journal.open(f"sqlite:///{tmp_path / 'levbot.sqlite'}", clock=clock)
+async def journal(db_url: str, clock: FakeClock) -> AsyncIterator[Journal]:
+    opened = await Journal.open(db_url, clock=clock)
     try:
         yield opened
     finally:
