@@ -69,6 +69,8 @@ class BackstopRound:
     fills: tuple[StopOrder, ...] = ()
     held_back: tuple[Denied, ...] = ()
     notes: tuple[str, ...] = ()
+    # A bug in a backstop step (not the venue's refusal): the cycle went on without it.
+    error: str | None = None
 
 
 NO_ROUND = BackstopRound()

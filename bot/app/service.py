@@ -154,7 +154,13 @@ class AccountService:
         what would change (no journal writes, no exchange writes)."""
         snapshot = await self.runtime.exchange.fetch_snapshot()
         targets = await self.current_targets()
-        return await self.keeper.preview(snapshot, targets, self.runtime.policy)
+        preview = await self.keeper.preview(snapshot, targets, self.runtime.policy)
+        now = self.clock()
+        activity = await self.journal.recent_activity(self.name, now)
+        if not plan_rebalance(snapshot, targets, self.runtime.policy, now, activity).empty:
+            note = "ladder for the position as it is now; re-priced after this cycle's trades"
+            preview = replace(preview, notes=(*preview.notes, note))
+        return preview
 
     async def current_targets(self) -> Targets:
         """Config targets with the owner's persisted overrides on top."""
@@ -376,6 +382,7 @@ class AccountService:
             fills=observed.fills,
             held_back=adjusted.held_back,
             notes=observed.notes + adjusted.notes,
+            error=observed.error or adjusted.error,
         )
         return CycleReport(
             self.name, started, self.clock(), status, plan, tuple(outcomes), decision.denied,
@@ -392,6 +399,12 @@ class AccountService:
         except ExchangeError as error:
             logger.warning("%s: backstop step failed: %s", self.name, error)
             return BackstopRound(notes=(f"backstop: {type(error).__name__}: {error}",))
+        except Exception as error:
+            # A bug in the ladder must not stop the de-levering that follows it either:
+            # logged with its traceback, carried in the report (the backtest raises it).
+            logger.exception("%s: backstop step failed unexpectedly", self.name)
+            what = f"{type(error).__name__}: {error}"
+            return BackstopRound(notes=(f"backstop: {what}",), error=what)
 
     async def _unsettled_stop_symbols(self) -> frozenset[str]:
         """Symbols with a backstop write whose outcome is still unknown (rare: only asked

@@ -143,6 +143,10 @@ class LevbotPolicy(BacktestPolicy):
             # The service turns a bug into a failed cycle (a daemon must go on); a replay
             # must not measure around one.
             raise RuntimeError(f"levbot cycle failed at {now.isoformat()}: {report.error}")
+        if report.backstops.error is not None:
+            raise RuntimeError(
+                f"levbot backstop failed at {now.isoformat()}: {report.backstops.error}"
+            )
 
 
 @dataclass(slots=True)

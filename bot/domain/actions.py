@@ -53,6 +53,9 @@ class Reason:
     detail: str = ""
 
     def describe(self) -> str:
+        if self.leverage_before is None and self.leverage_after is None and self.detail:
+            # A backstop moves no leverage by being placed: its scope and why are enough.
+            return f"{self.rule.value} {self.scope}: {self.detail}"
         before = "n/a" if self.leverage_before is None else f"{self.leverage_before:.2f}"
         after = "n/a" if self.leverage_after is None else f"{self.leverage_after:.2f}"
         text = f"{self.rule.value} {self.scope}: leverage {before} -> {after}"

@@ -57,6 +57,7 @@ class StopVenue(SimulatedExchange):
         super().__init__(**account)  # type: ignore[arg-type]
         self.die_after_place = False
         self.listing_fails = False
+        self.listing_breaks = False
         # Lose the reply of the next placement: after the venue took it, or before.
         self.lose_place_reply: str | None = None
         self.lose_cancel_reply = False
@@ -85,6 +86,8 @@ class StopVenue(SimulatedExchange):
     async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
         if self.listing_fails:
             raise TemporaryError("stop listing timed out")
+        if self.listing_breaks:
+            raise KeyError("algoId")  # a parsing bug, not the venue's refusal
         return await super().fetch_stops(symbols)
 
 
@@ -379,3 +382,23 @@ async def test_cycle_when_cancel_reply_lost_then_cancel_settled_by_lookup(
     assert len(cancels) == 3 and all(r.status is ActionStatus.OK for r in cancels)
     assert len(await venue.fetch_stops([BTC])) == 3
     assert len(await journal.resting_stops(ACCOUNT)) == 3
+
+
+async def test_cycle_when_backstop_step_has_a_bug_then_cycle_still_delevers_and_says_so(
+    venue: StopVenue, journal: Journal, clock: Clock
+) -> None:
+    venue.listing_breaks = True
+    venue.set_mark(BTC, Decimal(38500))  # ~14x: above the band
+
+    report = await service_for(venue, journal, clock).run_cycle()
+
+    assert report.outcomes and all(o.ok for o in report.outcomes)
+    assert report.backstops.error == "KeyError: 'algoId'"
+
+
+def test_reason_when_backstop_then_described_without_leverage() -> None:
+    from bot.domain.actions import Reason, Rule
+
+    reason = Reason(Rule.BACKSTOP, "main", None, None, "level 2")
+
+    assert reason.describe() == "backstop main: level 2"
