@@ -5,6 +5,9 @@
    cycle (snapshot, plan, journal to SQLite, execute, verify) - wall and CPU per round.
 3. Requests per account per steady cycle for each real exchange profile, counted at a
    loopback server that real ccxt talks to.
+4. Breach to order: a mark past a trigger at the paper venue's websocket to the
+   reduce-only order at its order endpoint (benchmarks/breach_to_order.py; the figures
+   also go to benchmarks/results.json).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from benchmarks.breach_to_order import bench_breach_to_order
 from bot.app.service import AccountRuntime, AccountService
 from bot.backtest.runner import Scenario, run_backtest
 from bot.domain.models import Side
@@ -125,6 +129,7 @@ def main() -> None:
     bench_backtest()
     bench_accounts()
     bench_requests()
+    bench_breach_to_order()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
 

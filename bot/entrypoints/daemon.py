@@ -23,10 +23,13 @@ from bot.app.metrics import LevbotMetrics, pages
 from bot.app.metrics_server import MetricsServer
 from bot.app.scheduler import CycleScheduler
 from bot.app.service import AccountService
+from bot.app.triggers import TriggerWatcher
 from bot.clock import utc_now
 from bot.domain.vocabulary import AlertLevel
 from bot.entrypoints.bootstrap import build_exchange, build_runtime
 from bot.entrypoints.systemd_notify import SystemdNotifier
+from bot.exchange.port import Exchange
+from bot.exchange.streams import MarkStream
 from bot.store.journal import Journal
 from bot.telegram.channel import TelegramChannel
 from bot.telegram.runner import TelegramRunner
@@ -52,6 +55,8 @@ class Daemon:
     # Prometheus /metrics and /healthz, when the config has a [metrics] table.
     metrics: LevbotMetrics | None = None
     metrics_server: MetricsServer | None = None
+    # The streaming trigger: one mark watcher per account with [accounts.stream] enabled.
+    watchers: list[TriggerWatcher] = field(default_factory=list)
 
     async def run(self) -> int:
         """Run until `stop` is set (by a signal or a caller); returns the exit code."""
@@ -87,6 +92,7 @@ class Daemon:
                 scheduler.every("watchdog", self.notifier.watchdog_interval, self._feed_watchdog)
             self._start_telegram(journal, scheduler)
             scheduler.start()
+            self._start_watchers(journal)
             logger.info("levbot running: %s", names)
             self.notifier.ready(f"running: {names}")
             await self.stop.wait()
@@ -109,6 +115,21 @@ class Daemon:
         self.telegram.start()
         if settings.daily_summary is not None:
             scheduler.daily("daily-summary", settings.daily_summary, self._daily_summary)
+
+    def _start_watchers(self, journal: Journal) -> None:
+        """Watch marks between polls (issue 10): a crossing runs that account's cycle at
+        once. A venue that cannot stream is protected by polling only, and said so."""
+        for account, service in zip(self.config.accounts, self.services, strict=True):
+            settings = account.to_stream()
+            if not settings.enabled:
+                continue
+            stream = _mark_stream(service.runtime.exchange)
+            if stream is None:
+                logger.info("%s: no mark stream for this exchange; polling only", service.name)
+                continue
+            watcher = TriggerWatcher(service, stream, journal, settings)
+            watcher.start()
+            self.watchers.append(watcher)
 
     async def _daily_summary(self) -> None:
         assert self.journal is not None
@@ -165,6 +186,9 @@ class Daemon:
 
     async def _shutdown(self, scheduler: CycleScheduler | None, run_id: int, reason: str) -> None:
         self.notifier.stopping(f"{reason}: finishing the running cycle")
+        # Watchers first: no triggered cycle may start while the scheduler drains.
+        for watcher in self.watchers:
+            await watcher.stop(DRAIN_TIMEOUT)
         if scheduler is not None:
             await scheduler.drain(DRAIN_TIMEOUT)
         journal = self.journal
@@ -190,3 +214,22 @@ class Daemon:
         await journal.close()
         self._remove_signal_handlers()
         logger.info("levbot stopped")
+
+
+def _mark_stream(exchange: Exchange) -> MarkStream | None:
+    """The account's mark stream: ccxt.pro on the account's venue and environment, or
+    the replay's marks for a paper account."""
+    from bot.exchange.ccxt.adapter import CcxtExchange
+    from bot.exchange.ccxt.stream import CcxtMarkStream
+    from bot.exchange.sim.paper import PaperExchange
+    from bot.exchange.sim.paper_stream import PaperMarkStream
+    from bot.exchange.streams import StreamUnsupported
+
+    if isinstance(exchange, PaperExchange):
+        return PaperMarkStream(exchange, every_seconds=min(exchange.settings.bar_seconds, 1.0))
+    if isinstance(exchange, CcxtExchange):
+        try:
+            return CcxtMarkStream.for_account(exchange.settings, exchange.profile)
+        except StreamUnsupported as error:
+            logger.warning("%s: %s", exchange.name, error)
+    return None
