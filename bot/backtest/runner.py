@@ -128,10 +128,11 @@ class _Replay:
         ):
             funding_index += 1
         next_cycle = first.timestamp
+        previous = first.timestamp
         for bar in self.bars:
             self.now = utc(bar.timestamp)
             if bar is not first:
-                if await self._intrabar(bar):
+                if await self._intrabar(bar, previous):
                     self._timeline(bar)
                     if self.on_bar is not None:
                         self.on_bar(self.result.name)
@@ -153,18 +154,24 @@ class _Replay:
                 offset = (bar.timestamp - first.timestamp) % scenario.interval_ms
                 next_cycle = bar.timestamp - offset + scenario.interval_ms
             self._track_leverage(before_cycle=False)
+            previous = bar.timestamp
             if self.on_bar is not None:
                 self.on_bar(self.result.name)
         self.result.final_equity = self._equity() + self.exchange.source
         return self.result
 
-    async def _intrabar(self, bar: Bar) -> bool:
-        """The path from the open to the adverse extreme; True when it liquidated."""
+    async def _intrabar(self, bar: Bar, previous: int) -> bool:
+        """The path from the open to the adverse extreme; True when it liquidated.
+
+        `previous` is the last bar's timestamp: the path runs between its close and this
+        bar's, and a streamed cycle runs at the time the path reaches its mark.
+        """
         side = self.scenario.side
         adverse = bar.low if side is Side.LONG else bar.high
         price = bar.open
         if self.policy.streams and not self.scenario.in_outage(bar.timestamp):
-            reached = await self._stream(bar, price, adverse)
+            reached = await self._stream(bar, price, adverse, previous)
+            self.now = utc(bar.timestamp)
             if reached is None:
                 return True
             price = reached
@@ -182,7 +189,9 @@ class _Replay:
             return True
         return False
 
-    async def _stream(self, bar: Bar, price: Decimal, adverse: Decimal) -> Decimal | None:
+    async def _stream(
+        self, bar: Bar, price: Decimal, adverse: Decimal, previous: int
+    ) -> Decimal | None:
         """Run the cycle wherever the path crosses the service's adverse trigger; where
         the path is afterwards, or None when it liquidated on the way."""
         long = self.scenario.side is Side.LONG
@@ -229,6 +238,7 @@ class _Replay:
                 )
             )
             self.exchange.set_mark(self.scenario.symbol, crossing)
+            self.now = utc(_path_time(bar, previous, crossing, adverse))
             await self._cycle(bar, crossing)
             self._timeline(bar, crossing)
             price = last_run = crossing
@@ -423,3 +433,15 @@ class _Replay:
             ZERO,
             reason,
         )
+
+
+def _path_time(bar: Bar, previous: int, mark: Decimal, adverse: Decimal) -> int:
+    """When the path open -> adverse extreme -> close of `bar` first reaches `mark` (on
+    its first leg), moving at a constant speed from the last close (`previous`) to this
+    one (`bar.timestamp`): a cooldown that blocks a second order at one instant of a
+    long bar lets it through later in that bar, as the daemon's clock would."""
+    total = abs(bar.open - adverse) + abs(adverse - bar.close)
+    if total <= ZERO:
+        return previous
+    share = min(abs(mark - bar.open) / total, Decimal(1))
+    return previous + int(share * (bar.timestamp - previous))

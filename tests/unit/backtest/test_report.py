@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -102,3 +103,24 @@ def test_report_figure_when_drawn_then_dates_in_utc_with_a_date_formatter() -> N
 def test_plot_report_when_written_then_a_png(tmp_path: Path) -> None:
     plot_report(tmp_path / "report.png", SCENARIO, results())
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_figure_when_stops_filled_streams_fired_and_outage_then_marked_and_shaded() -> None:
+    scenario = replace(SCENARIO, outage=(START + HOUR, START + 3 * HOUR))
+    levbot = PolicyResult("levbot", timeline=timeline(["5", "6.5", "5", "3.5", "5"]))
+    levbot.actions = [
+        ActionRow(START + HOUR, "stream_trigger", "BTC/USDT:USDT", "below", D(0), D(29500),
+                  D(0), D(0), "leverage 6.00 > max 6 at mark 29500"),
+        # Between two cycles: drawn on the next timeline row, at its own fill price.
+        ActionRow(START + 2 * HOUR - 60_000, "backstop_fill", "BTC/USDT:USDT", "sell", D(1),
+                  D(29000), D(29000), D("14.5"), "backstop: stop at 29010 triggered"),
+    ]  # fmt: skip
+    figure = report_figure(scenario, {"levbot": levbot})
+    texts = legend_texts(figure)
+    for needle in ("backstop fill", "stream trigger", "outage"):
+        assert any(needle in text for text in texts), (needle, texts)
+    price = figure.axes[0]
+    drawn = {tuple(point) for c in price.collections for point in c.get_offsets().tolist()}
+    assert {y for _, y in drawn} >= {29500.0, 29000.0}
+    # the outage is shaded on all three panels
+    assert all(axis.patches for axis in figure.axes)
