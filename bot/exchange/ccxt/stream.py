@@ -1,7 +1,9 @@
 """Mark prices over ccxt.pro websockets, for the streaming trigger (issue 10).
 
 Binance USDⓈ-M and OKX have a mark-price channel (`watch_mark_prices`); Bybit and
-Hyperliquid push the mark inside their ticker (`watch_tickers`, field `markPrice`).
+Hyperliquid push the mark inside their per-symbol ticker (`watch_ticker`: ccxt's
+`markPrice`, or the raw `markPx` Hyperliquid's activeAssetCtx carries). Hyperliquid's
+`watch_tickers` is its allMids feed, which has no mark: hence one watch per symbol.
 The instance is built by the account's own profile, in the account's environment and
 behind its `api_base_url`, so a testnet or demo account streams its own venue's marks.
 It holds no credentials: marks are public.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -80,7 +82,7 @@ class CcxtMarkStream:
         self._clock = clock
         has: Mapping[str, Any] = exchange.has
         self.uses_mark_channel = bool(has.get("watchMarkPrices"))
-        if not self.uses_mark_channel and not has.get("watchTickers"):
+        if not self.uses_mark_channel and not has.get("watchTicker"):
             raise StreamUnsupported(f"{exchange.id}: ccxt.pro streams neither marks nor tickers")
         self._closed = False
 
@@ -102,15 +104,38 @@ class CcxtMarkStream:
         return self._exchange
 
     async def watch(self, symbols: Sequence[str]) -> AsyncGenerator[MarkTick, None]:
-        wanted = list(symbols)
+        wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return
-        while True:
-            tickers = await self._next(wanted)
-            for symbol, ticker in tickers.items():
-                tick = self._tick(symbol, ticker)
-                if tick is not None and tick.symbol in wanted:
-                    yield tick
+        if self.uses_mark_channel:
+            while True:
+                tickers = await self._next(self._exchange.watch_mark_prices(wanted))
+                if not isinstance(tickers, Mapping):
+                    raise StreamDropped(
+                        f"{self._exchange.id}: the stream sent no tickers but "
+                        f"{type(tickers).__name__}"
+                    )
+                for symbol, ticker in tickers.items():
+                    tick = self._tick(symbol, ticker)
+                    if tick is not None and tick.symbol in wanted:
+                        yield tick
+        # One watch per symbol, each re-armed as soon as it yields.
+        pending: dict[asyncio.Task[Any], str] = {}
+        try:
+            while True:
+                for symbol in set(wanted) - set(pending.values()):
+                    task = asyncio.ensure_future(self._next(self._exchange.watch_ticker(symbol)))
+                    pending[task] = symbol
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    symbol = pending.pop(task)
+                    tick = self._tick(symbol, task.result())
+                    if tick is not None:
+                        yield tick
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def close(self) -> None:
         if self._closed:
@@ -118,15 +143,10 @@ class CcxtMarkStream:
         self._closed = True
         await self._exchange.close()
 
-    async def _next(self, symbols: list[str]) -> Mapping[str, Any]:
+    async def _next(self, watching: Awaitable[Any]) -> Any:
         venue = self._exchange.id
-        watch = (
-            self._exchange.watch_mark_prices
-            if self.uses_mark_channel
-            else self._exchange.watch_tickers
-        )
         try:
-            tickers = await asyncio.wait_for(watch(symbols), timeout=self._stale)
+            return await asyncio.wait_for(watching, timeout=self._stale)
         except TimeoutError:
             raise StreamDropped(f"{venue}: no mark for {self._stale:.0f} s") from None
         except (ccxt_errors.BadSymbol, ccxt_errors.NotSupported) as error:
@@ -139,14 +159,14 @@ class CcxtMarkStream:
             raise StreamDropped(f"{venue}: {type(error).__name__}: {error}") from error
         except (OSError, ValueError) as error:
             raise StreamDropped(f"{venue}: {type(error).__name__}: {error}") from error
-        if not isinstance(tickers, Mapping):
-            raise StreamDropped(f"{venue}: the stream sent no tickers but {type(tickers).__name__}")
-        return tickers
 
     def _tick(self, symbol: str, ticker: Any) -> MarkTick | None:
         if not isinstance(ticker, Mapping):
             return None
         raw = ticker.get("markPrice")
+        info = ticker.get("info")
+        if raw is None and isinstance(info, Mapping):
+            raw = info.get("markPx", info.get("markPrice"))
         try:
             mark = Decimal(str(raw)) if raw is not None else None
         except InvalidOperation:

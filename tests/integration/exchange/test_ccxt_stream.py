@@ -22,8 +22,14 @@ from bot.exchange.paper_venue.stream import MARK_STREAMS, MarkPriceStreams
 from bot.exchange.streams import MarkTick, StreamDropped, StreamUnsupported
 from tests.integration.exchange.loopback import LoopbackVenue
 from tests.integration.exchange.paper_venue_support import KEYS, paper_settings
+from tests.integration.exchange.test_hyperliquid import hyperliquid_settings, serve_hyperliquid
 from tests.integration.exchange.venues import quicken, serve, settings_for
-from tests.integration.exchange.ws_loopback import WsLoopback, binance_mark, bybit_ticker
+from tests.integration.exchange.ws_loopback import (
+    WsLoopback,
+    binance_mark,
+    bybit_ticker,
+    hyperliquid_asset_ctx,
+)
 
 BTC = "BTC/USDT:USDT"
 LTC = "LTC/USDT:USDT"  # the market in the Bybit fixtures
@@ -129,6 +135,42 @@ async def test_ccxt_stream_when_bybit_pushes_a_ticker_then_its_mark_is_yielded(
     assert ws.subscriptions[0]["args"] == ["tickers.LTCUSDT"]
     assert tick == MarkTick(LTC, Decimal("71.25"), tick.at)
     assert int(tick.at.timestamp() * 1000) == 1_764_600_000_000
+
+
+async def test_ccxt_stream_when_hyperliquid_pushes_asset_contexts_then_each_symbol_is_watched(
+    venue: LoopbackVenue,
+) -> None:
+    serve_hyperliquid(venue)
+    ws = WsLoopback("hyperliquid")
+    await ws.start()
+    settings = hyperliquid_settings(venue)
+    stream = CcxtMarkStream(quicken(build_stream_exchange(settings, ws_base_url=ws.url)))
+    btc, eth = "BTC/USDC:USDC", "ETH/USDC:USDC"
+    ticks: list[MarkTick] = []
+
+    async def read() -> None:
+        async for tick in stream.watch([btc, eth]):
+            ticks.append(tick)
+            if len(ticks) == 2:
+                return
+
+    try:
+        reading = asyncio.create_task(read())
+        await asyncio.wait_for(ws.subscribed.wait(), 5)
+        await asyncio.sleep(0.05)  # both subscriptions sent
+        await ws.push(hyperliquid_asset_ctx("ETH", "3012.5"))
+        await ws.push(hyperliquid_asset_ctx("BTC", "61000.5"))
+        await asyncio.wait_for(reading, 5)
+    finally:
+        await stream.close()
+        await ws.close()
+    # Its watch_tickers is the allMids feed (no mark): one activeAssetCtx per symbol.
+    subscribed = sorted(s["subscription"]["coin"] for s in ws.subscriptions)
+    assert subscribed == ["BTC", "ETH"]
+    assert {(t.symbol, t.mark) for t in ticks} == {
+        (btc, Decimal("61000.5")),
+        (eth, Decimal("3012.5")),
+    }
 
 
 async def test_ccxt_stream_when_binance_loopback_pushes_then_subscription_names_mark_channel(

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 
-Venue = Literal["binanceusdm", "bybit"]
+Venue = Literal["binanceusdm", "bybit", "hyperliquid"]
 
 
 @dataclass
@@ -78,6 +78,16 @@ class WsLoopback:
                 await socket.send_str(json.dumps({"result": None, "id": command.get("id")}))
                 self.subscribed.set()
             return
+        if self.venue == "hyperliquid":
+            method = command.get("method")
+            if method == "ping":
+                await socket.send_str(json.dumps({"channel": "pong"}))
+            elif method == "subscribe":
+                self.subscriptions.append(command)
+                reply = {"channel": "subscriptionResponse", "data": command}
+                await socket.send_str(json.dumps(reply))
+                self.subscribed.set()
+            return
         op = command.get("op")
         if op == "ping":
             reply = {"success": True, "ret_msg": "pong", "conn_id": "c1", "op": "ping"}
@@ -129,4 +139,26 @@ def bybit_ticker(market_id: str, mark: str, at_ms: int) -> dict[str, Any]:
         },
         "cs": 1,
         "ts": at_ms,
+    }
+
+
+def hyperliquid_asset_ctx(coin: str, mark: str) -> dict[str, Any]:
+    """One message of Hyperliquid's activeAssetCtx subscription (a perp)."""
+    return {
+        "channel": "activeAssetCtx",
+        "data": {
+            "coin": coin,
+            "ctx": {
+                "funding": "0.0000125",
+                "openInterest": "1000",
+                "prevDayPx": mark,
+                "dayNtlVlm": "1000000",
+                "premium": "0.0001",
+                "oraclePx": mark,
+                "markPx": mark,
+                "midPx": mark,
+                "impactPxs": [mark, mark],
+                "dayBaseVlm": "10",
+            },
+        },
     }
