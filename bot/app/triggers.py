@@ -214,14 +214,16 @@ class TriggerWatcher:
                 self._calm_since_cycle = True
                 self._window = self._debounce
             return
+        self._wanted.set()
+        if symbol in self._past:
+            return  # still past: asked again, told once
         self._past.add(symbol)
         self.stats.crossings += 1
         self.stats.last_reason = reason
         logger.info(
-            "%s: %s mark %s crossed its trigger (%s): running the cycle now",
+            "%s: %s mark %s crossed its trigger (%s): running the cycle",
             self.name, symbol, _plain(mark), reason,
         )  # fmt: skip
-        self._wanted.set()
 
     # -- the cycles --------------------------------------------------------------------
 
