@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from bot.app.execute import run_plan
 from bot.app.journal_port import CycleJournal
@@ -89,11 +90,29 @@ class BackstopKeeper:
     unsupported: bool = False
     # The last failure alerted, so a venue refusing every cycle is said once.
     _last_failure: str | None = None
+    # levbot's stops resting at the venue, as of the last listing plus what was sent since.
     _resting: tuple[StopOrder, ...] = field(default=())
+    # The legs (symbol, side -> contracts) and time of the last listing; None: never.
+    _surveyed_legs: dict[tuple[str, str], Decimal] | None = None
+    _surveyed_at: datetime | None = None
 
     @property
     def active(self) -> bool:
         return self.settings.enabled and not self.unsupported
+
+    def survey_due(self, snapshot: AccountSnapshot) -> bool:
+        """Whether to ask the venue which stops rest. A stop can only have triggered if a
+        leg shrank, so a steady account is asked only every `verify_every` (for stops
+        cancelled by hand): a steady cycle costs no request for its backstops."""
+        if self._surveyed_legs is None or self._surveyed_at is None:
+            return True
+        if _legs(snapshot) != self._surveyed_legs:
+            return True
+        verify_every = timedelta(seconds=self.settings.verify_seconds)
+        return snapshot.taken_at - self._surveyed_at >= verify_every
+
+    def _forget_survey(self) -> None:
+        self._surveyed_legs = self._surveyed_at = None
 
     async def survey(self, snapshot: AccountSnapshot) -> Survey:
         """Which of levbot's journaled stops still rest at the venue (one request)."""
@@ -110,10 +129,11 @@ class BackstopKeeper:
         """Journal the stops that left the venue since the last look: triggered ones with
         their fill (and an alert), vanished ones (cancelled outside levbot) so the next
         step places them again. Runs whatever the trading state: it only records."""
-        if not self.active:
+        if not self.active or not self.survey_due(snapshot):
             return NO_ROUND
         survey = await self.survey(snapshot)
         self._resting = survey.resting
+        self._surveyed_legs, self._surveyed_at = _legs(snapshot), snapshot.taken_at
         if not survey.gone:
             return NO_ROUND
         recorder = self.journal.actions(self.name, cycle_id)
@@ -124,7 +144,9 @@ class BackstopKeeper:
             found = await self.exchange.fetch_stop(record.symbol, record.client_id)
             order = found if found is not None else _vanished(record)
             if order.status is StopStatus.OPEN:
-                continue  # listed late by the venue: still resting, looked at next cycle
+                # Missing from the listing but resting (a venue listing late): it counts.
+                self._resting = (*self._resting, order)
+                continue
             # Named by our client id whatever form the venue echoes.
             order = _with_client_id(order, record.client_id)
             action: Action
@@ -208,6 +230,7 @@ class BackstopKeeper:
             if (cancel.order.symbol, cancel.order.side.value) in failed_legs:
                 continue
             outcomes.append(await self._send(cancel, now, recorder))
+        self._after(outcomes)
         await self._tell_failures(outcomes)
         return BackstopRound(outcomes=tuple(outcomes), notes=notes)
 
@@ -231,6 +254,17 @@ class BackstopKeeper:
             self.unsupported = True
         return execution.outcomes[0]
 
+    def _after(self, outcomes: list[ActionOutcome]) -> None:
+        """What rests now, from what was sent: placed stops added, cancelled ones gone.
+        Anything not seen clearly (unknown, failed) is read from the venue next cycle."""
+        if any(not o.ok for o in outcomes):
+            self._forget_survey()
+        gone = {o.action.order.exchange_id for o in outcomes
+                if o.ok and isinstance(o.action, CancelStop)}  # fmt: skip
+        placed = [o.receipt for o in outcomes if o.ok and isinstance(o.receipt, StopOrder)
+                  and isinstance(o.action, PlaceStop)]  # fmt: skip
+        self._resting = (*(r for r in self._resting if r.exchange_id not in gone), *placed)
+
     async def _tell_failures(self, outcomes: list[ActionOutcome]) -> None:
         failures = [o for o in outcomes if not o.ok]
         if not failures:
@@ -245,6 +279,10 @@ class BackstopKeeper:
             return
         self._last_failure = text
         await self.journal.enqueue_alert(AlertLevel.WARNING, f"[{self.name}] backstop:\n{text}")
+
+
+def _legs(snapshot: AccountSnapshot) -> dict[tuple[str, str], Decimal]:
+    return {(p.symbol, p.side.value): p.contracts for p in snapshot.positions}
 
 
 def _reason(scope: str, detail: str) -> Reason:

@@ -35,6 +35,7 @@ class BackstopSettings:
     short of liquidation. Each of `levels` stops brings its scope back to target at its
     trigger, or cuts `fraction` of the position when set. A resting stop is re-priced
     when its wanted trigger moves more than `reprice_tolerance` (a fraction of the price).
+    The venue's stop listing is read when a leg moved, else every `verify_seconds`.
     """
 
     enabled: bool = True
@@ -43,6 +44,9 @@ class BackstopSettings:
     levels: int = 3
     fraction: Decimal | None = None
     reprice_tolerance: Decimal = Decimal("0.005")
+    # Seconds between reads of the venue's stop listing while no leg moved (a stop
+    # cancelled by hand shows no other way; a triggered one shrinks its leg).
+    verify_seconds: int = 600
 
 
 BACKSTOP_OFF = BackstopSettings(enabled=False)

@@ -43,6 +43,9 @@ class BackstopConfig(ConfigTable):
         default=DEFAULTS.reprice_tolerance, ge=0, lt=Decimal("0.1"), allow_inf_nan=False
     )
 
+    # Seconds between reads of the venue's stop listing while no position moved, [10, 86400].
+    verify_seconds: int = Field(default=DEFAULTS.verify_seconds, ge=10, le=86_400)
+
     def to_settings(self, *, dry_run: bool) -> BackstopSettings:
         return BackstopSettings(
             enabled=(not dry_run) if self.enabled is None else self.enabled,
@@ -51,6 +54,7 @@ class BackstopConfig(ConfigTable):
             levels=self.levels,
             fraction=self.fraction,
             reprice_tolerance=self.reprice_tolerance,
+            verify_seconds=self.verify_seconds,
         )
 
 

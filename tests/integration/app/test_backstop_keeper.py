@@ -227,6 +227,11 @@ async def test_cycle_when_stop_cancelled_outside_then_owner_told_and_placed_agai
     victim = (await venue.fetch_stops([BTC]))[0]
     await venue.cancel_stop(victim)
     clock.advance(300)
+    # Nothing in the snapshot shows a stop cancelled by hand: the listing is read again
+    # only at the verify interval (a steady cycle costs no backstop request).
+    await service.run_cycle()
+    assert len(await venue.fetch_stops([BTC])) == 2
+    clock.advance(300)
 
     await service.run_cycle()
 
@@ -402,3 +407,41 @@ def test_reason_when_backstop_then_described_without_leverage() -> None:
     reason = Reason(Rule.BACKSTOP, "main", None, None, "level 2")
 
     assert reason.describe() == "backstop main: level 2"
+
+
+class CountingVenue(StopVenue):
+    def __init__(self, **account: object) -> None:
+        super().__init__(**account)
+        self.listings = 0
+
+    async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
+        self.listings += 1
+        return await super().fetch_stops(symbols)
+
+
+async def test_cycle_when_steady_then_no_stop_request_until_a_leg_moves(
+    journal: Journal, clock: Clock
+) -> None:
+    venue = CountingVenue(
+        markets=binance_usdm_markets(), clock=clock, derivatives=Decimal(10000),
+        source=Decimal(5000), account=ACCOUNT,
+    )  # fmt: skip
+    venue.set_mark(BTC, Decimal(40000))
+    venue.open_position(BTC, Side.LONG, Decimal("2.5"))
+    service = service_for(venue, journal, clock)
+    await service.run_cycle()
+    assert venue.listings == 1
+    for _ in range(3):
+        clock.advance(60)
+        await service.run_cycle()
+    assert venue.listings == 1  # steady: the snapshot alone shows nothing triggered
+
+    first = max(await venue.fetch_stops([BTC]), key=lambda o: o.trigger_price)
+    venue.trigger_stops(BTC, Decimal(40000), first.trigger_price - 1)
+    venue.set_mark(BTC, first.trigger_price)
+    listed = venue.listings
+    clock.advance(60)
+    report = await service.run_cycle()
+
+    assert venue.listings > listed  # the leg shrank: the venue is asked at once
+    assert [f.exchange_id for f in report.backstops.fills] == [first.exchange_id]

@@ -105,6 +105,7 @@ liquidation_buffer = 0.02
 levels = 5
 fraction = 0.25
 reprice_tolerance = 0.001
+verify_seconds = 120
 [accounts.stream]
 enabled = false
 debounce_seconds = 0.25
@@ -119,6 +120,7 @@ max_backoff_seconds = 300
         levels=5,
         fraction=Decimal("0.25"),
         reprice_tolerance=Decimal("0.001"),
+        verify_seconds=120,
     )
     assert account.to_stream() == StreamSettings(
         enabled=False, debounce=timedelta(seconds=0.25), max_backoff=timedelta(seconds=300)
@@ -152,6 +154,10 @@ max_backoff_seconds = 300
          "accounts[0].backstop.reprice_tolerance: must be at least 0 (got -0.001)"),
         ("reprice_tolerance = 0.1",
          "accounts[0].backstop.reprice_tolerance: must be less than 0.1 (got 0.1)"),
+        ("verify_seconds = 5",
+         "accounts[0].backstop.verify_seconds: must be at least 10 (got 5)"),
+        ("verify_seconds = 100000",
+         "accounts[0].backstop.verify_seconds: must be at most 86400 (got 100000)"),
         ("enabled = 2",
          "accounts[0].backstop.enabled: must be a valid boolean, unable to interpret input "
          "(got 2)"),
