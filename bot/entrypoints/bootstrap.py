@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.app.config import AccountConfig, LevbotConfig
 from bot.app.service import AccountRuntime
@@ -13,11 +14,24 @@ from bot.exchange.port import Exchange, RequestObserver
 from bot.exchange.sim.paper import BUILTIN_FEED, PaperExchange, PaperSettings
 from bot.store.engine import sqlite_file
 
+if TYPE_CHECKING:
+    from bot.exchange.ccxt.shared_markets import MarketRegistry
+
 
 def state_dir(config: LevbotConfig) -> Path:
     """Where local state lives: beside the SQLite file, else ./data."""
     database = sqlite_file(config.database.url)
     return Path("data").resolve() if database is None else database.parent
+
+
+def shared_markets(config: LevbotConfig) -> MarketRegistry | None:
+    """The process's one registry of venue markets, for every real-venue account to share
+    (issue 12 §3); None when every account is simulated (ccxt is then never imported)."""
+    if all(account.exchange == "sim" for account in config.accounts):
+        return None
+    from bot.exchange.ccxt.shared_markets import MarketRegistry
+
+    return MarketRegistry()
 
 
 def build_exchange(
@@ -27,12 +41,14 @@ def build_exchange(
     *,
     read_only: bool = False,
     observer: RequestObserver | None = None,
+    markets: MarketRegistry | None = None,
 ) -> Exchange:
     """A PaperExchange for `exchange = "sim"`, the ccxt adapter otherwise.
 
     `read_only` is for one-off looks (`plan`, `check`) beside a running daemon: the
     paper account's state file is read but never written. `observer` (metrics) hears of
-    every ccxt request.
+    every ccxt request. `markets` (see `shared_markets`) shares each venue's markets and
+    tiers between the accounts built with it; without it the account loads its own.
     """
     if account.exchange == "sim":
         sim = account.sim
@@ -74,6 +90,7 @@ def build_exchange(
             max_mark_move=account.max_mark_move,
         ),
         observer=observer,
+        markets=markets,
     )
 
 

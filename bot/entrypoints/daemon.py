@@ -26,7 +26,7 @@ from bot.app.service import AccountService
 from bot.app.triggers import TriggerWatcher
 from bot.clock import utc_now
 from bot.domain.vocabulary import AlertLevel
-from bot.entrypoints.bootstrap import build_exchange, build_runtime
+from bot.entrypoints.bootstrap import build_exchange, build_runtime, shared_markets
 from bot.entrypoints.systemd_notify import SystemdNotifier
 from bot.exchange.port import Exchange
 from bot.exchange.streams import MarkStream
@@ -75,8 +75,12 @@ class Daemon:
         try:
             if self.config.metrics is not None:
                 self.metrics = LevbotMetrics()
+            # One load of each venue's markets and tiers for all its accounts (issue 12 §3).
+            markets = shared_markets(self.config)
             for account in self.config.accounts:
-                exchange = build_exchange(account, self.config, self.clock, observer=self.metrics)
+                exchange = build_exchange(
+                    account, self.config, self.clock, observer=self.metrics, markets=markets
+                )
                 runtime = build_runtime(account, exchange)
                 cycles = journal if self.metrics is None else self.metrics.journal(journal)
                 self.services.append(AccountService(runtime, cycles, self.clock, run_id))

@@ -37,6 +37,7 @@ from bot.exchange.ccxt.exchange_profile import TransferQuery
 from bot.exchange.ccxt.market_catalog import MarketCatalog
 from bot.exchange.ccxt.profiles import Ccxt, ExchangeProfile, profile_for
 from bot.exchange.ccxt.settings import CcxtSettings
+from bot.exchange.ccxt.shared_markets import MarketRegistry
 from bot.exchange.ccxt.stop_orders import StopDesk
 from bot.exchange.port import (
     CapabilityMissing,
@@ -79,6 +80,7 @@ class CcxtExchange:
         retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
         observer: RequestObserver | None = None,
+        markets: MarketRegistry | None = None,
     ) -> None:
         self.name = settings.account
         self._observer = observer
@@ -97,9 +99,15 @@ class CcxtExchange:
                 verify.refuse_cut_json(instance)
         self._log_filter = SecretFilter(self._secrets)
         self._exchange.logger.addFilter(self._log_filter)
+        # Markets and tiers are the venue's: shared with every account built with the same
+        # registry (one per process); without one, this account's own.
+        registry = markets if markets is not None else MarketRegistry()
+        if self._source is not None:
+            registry.adopt(self._source)
         self._catalog = MarketCatalog(
             self.name, self._exchange, self.profile, settings.settle, settings.symbols,
             self._secrets, clock,
+            registry.venue(self._exchange, settings.environment, settings.api_base_url),
         )  # fmt: skip
         # Margin mode of each leg at the last snapshot (OKX orders must name it).
         self._margin_modes: dict[tuple[str, Side], MarginMode] = {}

@@ -1,6 +1,7 @@
 """One account's view of its venue's markets: rules, maintenance tiers, and when to
 load them again (DESIGN.md §7). Markets change rarely: loaded once, then once a day, or
-at once when a position names a market the loaded ones do not list.
+at once when a position names a market the loaded ones do not list. The markets and tiers
+themselves are the venue's, shared with every account on it (`shared_markets`).
 """
 
 from __future__ import annotations
@@ -8,27 +9,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES
 
 from bot.clock import Clock
-from bot.domain.models import ZERO, MaintenanceTier, MarketRules
+from bot.domain.models import ZERO, MarketRules
 from bot.exchange.ccxt import payloads
 from bot.exchange.ccxt.errors import translated
 from bot.exchange.ccxt.exchange_profile import Ccxt, ExchangeProfile
+from bot.exchange.ccxt.shared_markets import MARKETS_MAX_AGE, VenueMarkets
 from bot.exchange.port import ExchangeError, UnknownSymbol
 
 logger = logging.getLogger(__name__)
 
-# Markets (precision, minimums) and maintenance tiers change rarely: reload once a day.
-MARKETS_MAX_AGE = timedelta(days=1)
+__all__ = ["MARKETS_MAX_AGE", "MarketCatalog"]
 
 
 @dataclass(slots=True)
 class MarketCatalog:
-    """Markets and tiers of one ccxt instance, loaded when needed."""
+    """Markets and tiers of one account's ccxt instance, loaded when needed."""
 
     account: str
     exchange: Ccxt
@@ -37,14 +38,14 @@ class MarketCatalog:
     watched: tuple[str, ...]
     secrets: tuple[str, ...]
     clock: Clock
-    loaded_at: datetime | None = None
-    # Set when a position names a market the loaded ones do not list.
-    stale: bool = False
+    venue: VenueMarkets
+    # When the account's own collateral mode was last read (it is not the venue's).
+    pooling_at: datetime | None = None
     # Whether collateral is pooled across assets, where only a separate call tells.
     pooling: bool | None = None
+    # The venue's markets generation in which a position named a market they do not list.
+    _missing_since: int | None = None
     _unlisted: set[str] = field(default_factory=set)
-    _tiers: dict[str, tuple[MaintenanceTier, ...]] = field(default_factory=dict)
-    _reload_tiers: bool = False
 
     @property
     def markets(self) -> Mapping[str, Any]:
@@ -54,7 +55,8 @@ class MarketCatalog:
     def note_unlisted(self, symbol: str) -> None:
         """A position names a market the loaded ones do not list: load them again next
         time, once per symbol (one being delisted would otherwise cost a reload a cycle)."""
-        self.stale |= symbol not in self._unlisted
+        if symbol not in self._unlisted:
+            self._missing_since = self.venue.generation
         self._unlisted.add(symbol)
 
     async def rules(self, symbols: set[str]) -> dict[str, MarketRules]:
@@ -68,50 +70,48 @@ class MarketCatalog:
             raise UnknownSymbol(f"{self.profile.exchange_id} does not list {', '.join(unlisted)}")
         await self._load_tiers(wanted)
         mode = self.exchange.precisionMode
+        tiers = self.venue.tiers
         return {
-            symbol: payloads.market_rules(markets[symbol], self._tiers.get(symbol, ()), mode)
+            symbol: payloads.market_rules(markets[symbol], tiers.get(symbol, ()), mode)
             for symbol in wanted
         }
 
     async def _load_tiers(self, symbols: list[str]) -> None:
-        missing = [symbol for symbol in symbols if symbol not in self._tiers]
-        if not missing:
-            return
         try:
-            with translated(self.secrets):
-                tiers = await self.profile.fetch_tiers(self.exchange, missing, self._reload_tiers)
+            await self.venue.load_tiers(
+                self.exchange, symbols, self.profile.fetch_tiers, self.secrets
+            )
         except ExchangeError as error:
             # Tiers are a fallback (every venue here reports each position's maintenance
             # margin): go on without them and ask again next time.
-            logger.warning("%s: no maintenance tiers for %s: %s", self.account, missing, error)
-            return
-        self._reload_tiers = False
-        self._tiers.update({symbol: () for symbol in missing})
-        self._tiers.update(tiers)
+            logger.warning("%s: no maintenance tiers for %s: %s", self.account, symbols, error)
 
     async def ensure(self) -> None:
-        """Load markets once, then again when a day old (keeping the old ones on failure)."""
+        """Markets loaded (by this account or another on the venue), then again when a day
+        old (keeping the old ones on failure); the account's collateral mode likewise."""
         now = self.clock()
-        fresh = self.loaded_at is not None and now - self.loaded_at < MARKETS_MAX_AGE
-        if fresh and not self.stale:
+        if self.venue.due(now, self._missing_since):
+            try:
+                await self.venue.load(self.exchange, now, self.secrets)
+            except ExchangeError as error:
+                if not self.venue.loaded:
+                    raise
+                logger.warning(
+                    "%s: market refresh failed, keeping yesterday's: %s", self.account, error
+                )
+        if self.pooling_at is not None and now - self.pooling_at < MARKETS_MAX_AGE:
             return
-        reload = self.loaded_at is not None
         try:
             with translated(self.secrets):
-                await self.exchange.load_markets(reload)
                 self.pooling = await self.profile.fetch_collateral_pooling(self.exchange)
         except ExchangeError as error:
-            if not reload:
+            if self.pooling_at is None:
                 raise
             logger.warning(
-                "%s: market refresh failed, keeping yesterday's: %s", self.account, error
+                "%s: collateral mode refresh failed, keeping yesterday's: %s", self.account, error
             )
             return
-        self.loaded_at = now
-        self.stale = False
-        if reload:
-            self._tiers.clear()
-            self._reload_tiers = True
+        self.pooling_at = now
 
     def transfer_places(self) -> int:
         """The profile's places, fewer when ccxt would round the settle currency coarser."""
