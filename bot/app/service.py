@@ -32,7 +32,7 @@ from bot.domain.gate import Denied, GateDecision, TradingState, gate, trading_st
 from bot.domain.leverage import ScopeMetrics
 from bot.domain.models import AccountSnapshot
 from bot.domain.outcomes import ActionOutcome, ActionStatus
-from bot.domain.planner import plan_rebalance
+from bot.domain.planner import needs_source, plan_rebalance
 from bot.domain.stops import BACKSTOP_OFF, BackstopSettings
 from bot.domain.summary import account_metrics
 from bot.domain.targets import Policy, Targets
@@ -304,7 +304,8 @@ class AccountService:
                     + "\n".join(settled),
                 )
         exchange = self.runtime.exchange
-        snapshot = await exchange.fetch_snapshot()
+        # The source wallet is read only when the plan may draw on it (below).
+        snapshot = await exchange.fetch_snapshot(include_source=False)
         before = account_metrics(snapshot)
         await self._record(snapshot, before, cycle_id)
         # Stops that triggered while nobody looked are journaled before anything is
@@ -313,6 +314,10 @@ class AccountService:
 
         targets = await self.current_targets()
         plan = await self._plan(snapshot, targets)
+        if needs_source(snapshot, plan) and not self.transfers_unsupported:
+            # A plan made without the source wallet is never sent: read it, plan again.
+            snapshot = await exchange.fetch_source(snapshot)
+            plan = await self._plan(snapshot, targets)
         notes = [*plan.notes, *(n for d in plan.decisions for n in d.notes)]
         state = self.state = await self.trading_state()
         decision = gate(plan, state)
@@ -427,7 +432,7 @@ class AccountService:
         if self.transfers_unsupported:
             # source None (and not unknown): "no collateral source", so the planner
             # de-levers with reduce-only orders.
-            snapshot = replace(snapshot, source=None)
+            snapshot = replace(snapshot, source=None, source_read=True)
         if self.margin_unsupported:
             snapshot = replace(snapshot, can_adjust_margin=False)
         now = self.clock()

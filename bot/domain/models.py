@@ -6,7 +6,7 @@ border; the math and the planner only read them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -118,8 +118,11 @@ class AccountSnapshot:
 
     `source` None means no collateral can come from a source wallet: none exists
     (`source_unknown` False), or its read failed or did not verify (`source_unknown`
-    True: its balance is unknown, never zero). `positions` holds every leg sharing the
-    collateral; `watched` names the symbols the bot may act on (empty: all of them).
+    True: its balance is unknown, never zero). `source_read` False means the source
+    wallet was not asked for at all (a steady cycle saves the request): `source` is None
+    then but says nothing, and no de-levering is planned until it is read.
+    `positions` holds every leg sharing the collateral; `watched` names the symbols the
+    bot may act on (empty: all of them).
     """
 
     account: str
@@ -137,7 +140,13 @@ class AccountSnapshot:
     # False where the exchange has no isolated add/reduce margin call (none of the four today).
     can_adjust_margin: bool = True
     source_unknown: bool = False
+    source_read: bool = True
     watched: frozenset[str] = frozenset()
+
+    def with_source(self, source: WalletBalance | None, unknown: bool = False) -> AccountSnapshot:
+        """This snapshot completed with a read of the source wallet (`source_read` True):
+        its balance, or None with `unknown` True when the read failed."""
+        return replace(self, source=source, source_unknown=unknown, source_read=True)
 
     def is_watched(self, position: Position) -> bool:
         """Whether the bot may act on this leg (it counts in the metrics either way)."""

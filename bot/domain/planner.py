@@ -25,6 +25,10 @@ from bot.domain.targets import Policy, Prefer, Target, Targets
 Step = Callable[[PlanContext, Scope, ScopeState, Rule], None]
 
 SOURCE_UNKNOWN_NOTE = "source wallet unreadable: waiting for a good read"
+SOURCE_NOT_READ_NOTE = "source wallet not read yet: plan again with it"
+# The rules whose de-levering may draw on the source wallet (re-levering only sends
+# collateral to it, whatever it holds).
+_SOURCE_RULES = frozenset({Rule.DELEVER, Rule.EMERGENCY})
 
 
 def plan_rebalance(
@@ -52,6 +56,13 @@ def plan_rebalance(
         actions.extend(scope_actions)
         decisions.append(decision)
     return Plan(created_at=now, actions=tuple(actions), decisions=tuple(decisions))
+
+
+def needs_source(snapshot: AccountSnapshot, plan: Plan) -> bool:
+    """Whether `plan` was made without the source wallet it may draw on: the snapshot
+    skipped it (`source_read` False) and a scope must de-lever. Read the source, then plan
+    again: a plan made without it is never to be sent."""
+    return not snapshot.source_read and any(d.rule in _SOURCE_RULES for d in plan.decisions)
 
 
 def _untrusted(snapshot: AccountSnapshot, policy: Policy, now: datetime) -> str | None:
@@ -233,6 +244,10 @@ def _preferred_order(policy: Policy, collateral: Step | None, orders: Step | Non
 def _delever(ctx: PlanContext, scope: Scope, work: ScopeState, rule: Rule) -> None:
     if rule is Rule.EMERGENCY and not _above_target(work, scope.target):
         work.notes.append("emergency, but the scope is already at or below its target")
+        return
+    if not ctx.snapshot.source_read:
+        # Not read is not "none": collateral may close the gap (see `needs_source`).
+        work.notes.append(SOURCE_NOT_READ_NOTE)
         return
     # With the source wallet unreadable, collateral might have covered the gap: outside
     # an emergency, no order is sent for what it could have covered; wait for a read.

@@ -122,8 +122,17 @@ class Exchange(Protocol):
 
     name: str
 
-    async def fetch_snapshot(self) -> AccountSnapshot:
-        """Balances, positions and market rules, as one consistent picture."""
+    async def fetch_snapshot(self, include_source: bool = True) -> AccountSnapshot:
+        """Balances, positions and market rules, as one consistent picture.
+
+        `include_source` False leaves the collateral source wallet unread (a request
+        fewer on a steady cycle): the snapshot says `source_read` False, and
+        `fetch_source` completes it when a plan needs collateral."""
+        ...
+
+    async def fetch_source(self, snapshot: AccountSnapshot) -> AccountSnapshot:
+        """`snapshot` with the source wallet read now (`source_read` True). A failed or
+        unverified read never raises: it gives `source_unknown`, as in `fetch_snapshot`."""
         ...
 
     async def transfer(

@@ -144,8 +144,14 @@ class CcxtExchange:
 
     # -- the Exchange port ----------------------------------------------------------
 
-    async def fetch_snapshot(self) -> AccountSnapshot:
-        return await retrying(self._snapshot, self._retry, what=f"{self.name}: snapshot")
+    async def fetch_snapshot(self, include_source: bool = True) -> AccountSnapshot:
+        return await retrying(
+            lambda: self._snapshot(include_source), self._retry, what=f"{self.name}: snapshot"
+        )
+
+    async def fetch_source(self, snapshot: AccountSnapshot) -> AccountSnapshot:
+        source, unknown = await self._fetch_source_wallet()
+        return snapshot.with_source(source, unknown)
 
     async def transfer(
         self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str
@@ -314,31 +320,54 @@ class CcxtExchange:
 
     # -- the snapshot ---------------------------------------------------------------
 
-    async def _snapshot(self) -> AccountSnapshot:
+    async def _snapshot(self, include_source: bool = True) -> AccountSnapshot:
         await self._catalog.ensure()
         settle = self.settings.settle
+        in_balance = self.profile.positions_in_balance
         with translated(self._secrets):
             balance, raw_positions, (source, source_unknown) = await _gather(
                 self._read(
                     self._exchange.fetch_balance(self.profile.derivatives_balance_params()),
                     "balance",
                 ),
-                self._read_positions(),
-                self._fetch_source_wallet(),
+                _nothing(None) if in_balance else self._read_positions(),
+                self._fetch_source_wallet() if include_source else _nothing((None, False)),
             )
         taken_at = self._clock()
         balance = verify.balance_reply(balance, "balance")
+        derived = False
+        unsettled: dict[str, tuple[Decimal, Decimal | None]] = {}
+        if in_balance:
+            rows = self.profile.balance_positions(self._exchange, balance)
+            unsettled = {} if rows is None else self._unsettled_marks(rows)
+            if rows is not None and not unsettled:
+                raw_positions, derived = verify.position_rows(rows), True
+            else:
+                # A leg seen for the first time, a mark that moved past the bound, or one
+                # the balance cannot tell: the positions endpoint (the venue's own marks)
+                # builds this snapshot, and must confirm the marks the balance gave.
+                with translated(self._secrets):
+                    raw_positions = await self._read_positions()
         problem = self.profile.verify_account(balance, raw_positions, settle)
         if problem is not None:
             raise UnverifiedData(f"{self.name}: {problem}")
         positions = self._positions(raw_positions)
-        await self._confirm_marks(positions)
+        if unsettled:
+            second = {p.symbol: p.mark_price for p in positions if p.mark_price}
+            for symbol, (mark, change) in sorted(unsettled.items()):
+                verify.confirmed_mark(symbol, mark, second.get(symbol), change)
+        elif not derived:
+            await self._confirm_marks(positions)
         derivatives = self.profile.derivatives_wallet(balance, settle)
         pooled_equity = self.profile.pooled_equity(balance, settle, self._catalog.pooling)
         if derivatives.total < ZERO and pooled_equity is None:
             # Only an account pooling other collateral may owe the settle currency.
             raise UnverifiedData(f"{self.name}: wallet balance {derivatives.total} is negative")
         markets = await self._catalog.rules({p.symbol for p in positions})
+        if derived:
+            positions = self.profile.with_liquidation_prices(
+                positions, markets, balance, derivatives.total, pooled_equity is not None
+            )
         self._margin_modes = {(p.symbol, p.side): p.margin_mode for p in positions}
         self._marks = {(p.symbol, p.side): p.mark_price for p in positions if p.mark_price}
         self._accepted_marks = {p.symbol: p.mark_price for p in positions if p.mark_price}
@@ -355,6 +384,7 @@ class CcxtExchange:
             transfer_places=self._catalog.transfer_places(),
             can_adjust_margin=self.profile.can_adjust_margin,
             source_unknown=source_unknown,
+            source_read=include_source,
             watched=frozenset(self.settings.symbols),
         )
 
@@ -383,6 +413,27 @@ class CcxtExchange:
         params = self.profile.positions_params(self.settings.settle)
         rows = await self._read(self._exchange.fetch_positions(None, params), "positions")
         return verify.position_rows(rows)
+
+    def _unsettled_marks(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> dict[str, tuple[Decimal, Decimal | None]]:
+        """The marks a balance gave (notional / amount) that are not to be believed alone:
+        first seen (change None), or moved past the bound since the last snapshot."""
+        unsettled: dict[str, tuple[Decimal, Decimal | None]] = {}
+        for row in rows:
+            mark = payloads.decimal_or_none(row.get("markPrice"))
+            symbol = row.get("symbol")
+            if mark is None or mark <= ZERO or not isinstance(symbol, str):
+                continue
+            last = self._accepted_marks.get(symbol)
+            if last is None:
+                unsettled[symbol] = (mark, None)
+            elif abs(mark - last) / last > self.settings.max_mark_move:
+                unsettled[symbol] = (mark, abs(mark - last) / last)
+        if any(change is not None for _, change in unsettled.values()):
+            logger.warning("%s: marks moved past %s, reading the positions: %s", self.name,
+                           self.settings.max_mark_move, unsettled)  # fmt: skip
+        return unsettled
 
     async def _confirm_marks(self, positions: tuple[Position, ...]) -> None:
         """Read the positions again when a mark moved past the bound since the last
@@ -516,6 +567,11 @@ def _source_wallet(balance: object, settle: str) -> WalletBalance:
         verify.number(entry.get("total"), f"source wallet: {settle} total"),
         verify.number(entry.get("free"), f"source wallet: {settle} free"),
     )
+
+
+async def _nothing(value: T) -> T:
+    """A read not made (its place in `_gather`)."""
+    return value
 
 
 async def _gather(*calls: Awaitable[Any]) -> list[Any]:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side, WalletBalance
+from bot.domain.leverage import liquidation_price, maintenance_margin, unrealized_pnl
+from bot.domain.models import (
+    ZERO,
+    MaintenanceTier,
+    MarginMode,
+    MarketRules,
+    Position,
+    Side,
+    WalletBalance,
+)
 from bot.domain.stops import StopStatus
 from bot.exchange.ccxt.exchange_profile import (
     Ccxt,
@@ -17,6 +27,7 @@ from bot.exchange.ccxt.exchange_profile import (
 )
 from bot.exchange.ccxt.payloads import (
     StopFields,
+    contract_size,
     decimal_or_none,
     decimal_or_zero,
     entry_for,
@@ -109,6 +120,73 @@ class BinanceUsdmProfile(ExchangeProfile):
             ),
             number(asset.get("maxWithdrawAmount"), f"account: {settle} maxWithdrawAmount"),
         )
+
+    # /fapi/v3/account carries each position's amount, notional, uPnL, maintenance and
+    # isolated margin: a steady snapshot is that one request (positionRisk, which has the
+    # venue's own mark, confirms a mark the adapter has not seen, or one that jumped).
+    positions_in_balance = True
+
+    def balance_positions(
+        self, exchange: Ccxt, balance: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]] | None:
+        info = balance.get("info")
+        rows = info.get("positions") if isinstance(info, Mapping) else None
+        if not isinstance(rows, list):
+            return None  # not the v3 account document: positionRisk tells
+        positions: list[Mapping[str, Any]] = []
+        for row in rows:
+            if not isinstance(row, Mapping) or not isinstance(row.get("symbol"), str):
+                raise UnverifiedData("account: a position row names no symbol")
+            position = _account_position(exchange, row)
+            if position is None:
+                return None  # an open leg without a notional: no mark here
+            if position:
+                positions.append(position)
+        return positions
+
+    def with_liquidation_prices(
+        self,
+        positions: tuple[Position, ...],
+        markets: Mapping[str, MarketRules],
+        balance: Mapping[str, Any],
+        wallet: Decimal,
+        pooled: bool,
+    ) -> tuple[Position, ...]:
+        # Binance's formula, one leg moving at a time (bot.domain.leverage): the other
+        # cross legs keep their maintenance and uPnL. In multi-assets mode the cross
+        # wallet is the account's, in USD.
+        if pooled:
+            info: Mapping[str, Any] = balance.get("info") or {}
+            wallet = number(
+                info.get("totalCrossWalletBalance"), "account: totalCrossWalletBalance", signed=True
+            )
+        cross = [p for p in positions if p.margin_mode is MarginMode.CROSS and p.priced]
+        done: list[Position] = []
+        for p in positions:
+            rules = markets.get(p.symbol)
+            if p.liquidation_price is not None or not p.priced or rules is None:
+                done.append(p)
+                continue
+            if p.margin_mode is MarginMode.ISOLATED:
+                liq = liquidation_price(
+                    p.side, p.contracts, p.entry_price, p.contract_size, p.isolated_margin,
+                    rules.tiers,
+                )  # fmt: skip
+            elif any(o.symbol == p.symbol and o.side is not p.side for o in positions):
+                # Two hedged legs move together; the one-leg formula would misplace it.
+                liq = None
+            else:
+                others = [o for o in cross if o is not p]
+                liq = liquidation_price(
+                    p.side, p.contracts, p.entry_price, p.contract_size, wallet, rules.tiers,
+                    other_maintenance=sum(
+                        (maintenance_margin(o, markets.get(o.symbol)) or ZERO for o in others),
+                        ZERO,
+                    ),
+                    other_unrealized=sum((unrealized_pnl(o) for o in others), ZERO),
+                )  # fmt: skip
+            done.append(replace(p, liquidation_price=liq))
+        return tuple(done)
 
     def verify_source(self, balance: Mapping[str, Any], source: CollateralSource) -> str | None:
         # Spot (/api/v3/account): an object whose `balances` lists every coin held (zero
@@ -309,3 +387,47 @@ class BinanceUsdmProfile(ExchangeProfile):
             # The algo order holds no fill: the market order it sent (actualOrderId) does.
             spawned_order_id=text_or_none(info.get("actualOrderId")),
         )
+
+
+# Prices derived from the account's figures carry no more places than Binance's own.
+_PRICE_PLACES = Decimal("1e-8")
+
+
+def _account_position(exchange: Ccxt, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ccxt-shaped position from one /fapi/v3/account row: mark |notional| / |amount|,
+    entry from the uPnL (u = s * q * (m - e)), liquidation left to the tiers. {} for a
+    flat row; None when an open row has no notional (the venue has no mark for it)."""
+    symbol_id = row["symbol"]
+    amount = number(row.get("positionAmt"), f"account: {symbol_id} positionAmt", signed=True)
+    if amount == ZERO:
+        return {}
+    what = f"account: {symbol_id}"
+    notional = optional_number(row.get("notional"), f"{what} notional", signed=True)
+    if not notional:
+        return None
+    upnl = number(row.get("unrealizedProfit"), f"{what} unrealizedProfit", signed=True)
+    market: Mapping[str, Any] = exchange.safe_market(symbol_id, None, None, "contract")
+    size = contract_size(market)
+    quantity = abs(amount) * size
+    sign = 1 if amount > ZERO else -1
+    mark = (abs(notional) / quantity).quantize(_PRICE_PLACES)
+    entry = ((abs(notional) - sign * upnl) / quantity).quantize(_PRICE_PLACES)
+    leg = str(row.get("positionSide") or "BOTH")
+    isolated = decimal_or_zero(row.get("isolatedWallet")) != ZERO or (
+        decimal_or_zero(row.get("isolatedMargin")) != ZERO
+    )
+    return {
+        "info": row,
+        "symbol": market.get("symbol") or symbol_id,
+        "contracts": str(abs(amount)),
+        "contractSize": str(size),
+        "side": "long" if sign > 0 else "short",
+        "notional": str(abs(notional)),
+        "markPrice": str(mark),
+        "entryPrice": str(entry),
+        "unrealizedPnl": str(upnl),
+        "liquidationPrice": None,
+        "maintenanceMargin": row.get("maintMargin"),
+        "marginMode": "isolated" if isolated else "cross",
+        "hedged": leg != "BOTH",
+    }

@@ -13,7 +13,15 @@ from typing import Any, ClassVar
 
 import ccxt.async_support as ccxt
 
-from bot.domain.models import ZERO, MaintenanceTier, MarginMode, Side, WalletBalance
+from bot.domain.models import (
+    ZERO,
+    MaintenanceTier,
+    MarginMode,
+    MarketRules,
+    Position,
+    Side,
+    WalletBalance,
+)
 from bot.exchange.ccxt.payloads import StopFields, decimal_or_none, decimal_or_zero
 from bot.exchange.ccxt.settings import CcxtSettings, CollateralSource, Environment
 from bot.exchange.ccxt.urls import rebase_urls
@@ -96,6 +104,9 @@ class ExchangeProfile:
     transfer_places: ClassVar[int] = 2
     # Whether ccxt's position `notional` is amount x mark (checked against them when so).
     notional_at_mark: ClassVar[bool] = True
+    # Whether the balance reply lists every position with what a snapshot needs: then a
+    # steady snapshot is that one request (see `balance_positions`).
+    positions_in_balance: ClassVar[bool] = False
 
     # -- building the ccxt instances ------------------------------------------------
 
@@ -182,6 +193,26 @@ class ExchangeProfile:
             number(entry.get("total"), f"balance: {settle} total", signed=True),
             number(entry.get("free"), f"balance: {settle} free", signed=True),
         )
+
+    def balance_positions(
+        self, exchange: Ccxt, balance: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]] | None:
+        """Where `positions_in_balance`: ccxt-shaped positions built from the balance reply
+        alone, their marks derived from it (the adapter confirms a mark it has not seen
+        with the positions endpoint). None: the reply cannot tell (read the positions)."""
+        return None
+
+    def with_liquidation_prices(
+        self,
+        positions: tuple[Position, ...],
+        markets: Mapping[str, MarketRules],
+        balance: Mapping[str, Any],
+        wallet: Decimal,
+        pooled: bool,
+    ) -> tuple[Position, ...]:
+        """`positions` with the liquidation prices the venue did not report, where the
+        profile can work them out (from the tiers in `markets`)."""
+        return positions
 
     def verify_source(self, balance: Mapping[str, Any], source: CollateralSource) -> str | None:
         """Why the source wallet's reply is not the complete document the venue sends, or

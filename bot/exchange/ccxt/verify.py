@@ -173,13 +173,16 @@ def empty_but_margined(
     return f"the account reports {shown} but the positions reply lists no open position"
 
 
-def confirmed_mark(symbol: str, first: Decimal, second: Decimal | None, moved: Decimal) -> None:
-    """Raise unless a second read of a mark that `moved` (a fraction) confirms the first."""
+def confirmed_mark(
+    symbol: str, first: Decimal, second: Decimal | None, moved: Decimal | None
+) -> None:
+    """Raise unless a second read of a mark that `moved` (a fraction; None: a mark derived
+    from the account, seen for the first time) confirms the first."""
     if second is not None and close(first, second, MARK_CONFIRM_TOLERANCE):
         return
+    why = "derived from the account" if moved is None else f"moved {moved:.1%} since the last"
     raise UnverifiedData(
-        f"mark of {symbol} moved {moved:.1%} since the last snapshot ({first}) and a "
-        f"second read did not confirm it ({second})"
+        f"mark of {symbol} {why} snapshot ({first}) and a second read did not confirm it ({second})"
     )
 
 

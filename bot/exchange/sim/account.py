@@ -224,19 +224,24 @@ class SimAccount:
         )
         return max(ZERO, min(self.wallet, self.cross_equity() - initial))
 
-    def snapshot(self) -> AccountSnapshot:
+    def snapshot(self, include_source: bool = True) -> AccountSnapshot:
+        """The account now; without the source wallet (`source_read` False) unless asked."""
         positions = tuple(self._to_position(p) for p in self._positions.values())
         return AccountSnapshot(
             account=self.name,
             settle=self.settle,
             taken_at=self._clock(),
             derivatives=WalletBalance(self.wallet, self.cross_free()),
-            source=WalletBalance(self.source, self.source),
+            source=self.source_wallet() if include_source else None,
             positions=positions,
             markets=self.markets,
             min_transfer=self.min_transfer,
             can_adjust_margin=self.can_adjust_margin,
+            source_read=include_source,
         )
+
+    def source_wallet(self) -> WalletBalance:
+        return WalletBalance(self.source, self.source)
 
     # -- internals --------------------------------------------------------------------
 

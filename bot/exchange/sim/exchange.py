@@ -44,8 +44,11 @@ class SimulatedExchange(SimAccount):
 
     # -- the Exchange port ----------------------------------------------------------
 
-    async def fetch_snapshot(self) -> AccountSnapshot:
-        return self.snapshot()
+    async def fetch_snapshot(self, include_source: bool = True) -> AccountSnapshot:
+        return self.snapshot(include_source)
+
+    async def fetch_source(self, snapshot: AccountSnapshot) -> AccountSnapshot:
+        return snapshot.with_source(self.source_wallet())
 
     async def transfer(
         self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str

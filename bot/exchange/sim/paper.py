@@ -92,9 +92,12 @@ class PaperExchange:
 
     # -- the Exchange port ------------------------------------------------------------
 
-    async def fetch_snapshot(self) -> AccountSnapshot:
+    async def fetch_snapshot(self, include_source: bool = True) -> AccountSnapshot:
         self._advance()
-        return self.sim.snapshot()
+        return self.sim.snapshot(include_source)
+
+    async def fetch_source(self, snapshot: AccountSnapshot) -> AccountSnapshot:
+        return await self.sim.fetch_source(snapshot)
 
     async def transfer(
         self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str

@@ -98,15 +98,19 @@ class ScriptedExchange:
     def writes(self) -> list[str]:
         return [c for c in self.calls if c in ("transfer", "adjust_margin", "create_order")]
 
-    async def fetch_snapshot(self) -> AccountSnapshot:
+    async def fetch_snapshot(self, include_source: bool = True) -> AccountSnapshot:
         self.calls.append("fetch_snapshot")
         if self.snapshot_errors:
             raise self.snapshot_errors.pop(0)
-        snapshot = await self.venue.fetch_snapshot()
+        snapshot = await self.venue.fetch_snapshot(include_source)
         if self.without_marks:
             unpriced = tuple(replace(p, mark_price=None) for p in snapshot.positions)
             snapshot = replace(snapshot, positions=unpriced)
         return snapshot
+
+    async def fetch_source(self, snapshot: AccountSnapshot) -> AccountSnapshot:
+        self.calls.append("fetch_source")
+        return await self.venue.fetch_source(snapshot)
 
     async def transfer(
         self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str

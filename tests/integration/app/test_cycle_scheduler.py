@@ -42,14 +42,17 @@ class SlowExchange:
         self.snapshot_started = asyncio.Event()
         self.snapshot_cancelled = asyncio.Event()
 
-    async def fetch_snapshot(self) -> AccountSnapshot:
+    async def fetch_snapshot(self, include_source: bool = True) -> AccountSnapshot:
         self.snapshot_started.set()
         try:
             await asyncio.sleep(self.delay)
         except asyncio.CancelledError:
             self.snapshot_cancelled.set()
             raise
-        return await self.venue.fetch_snapshot()
+        return await self.venue.fetch_snapshot(include_source)
+
+    async def fetch_source(self, snapshot: AccountSnapshot) -> AccountSnapshot:
+        return await self.venue.fetch_source(snapshot)
 
     async def transfer(
         self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str

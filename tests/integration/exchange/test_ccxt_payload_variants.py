@@ -175,6 +175,10 @@ async def test_snapshot_when_binance_mark_price_missing_then_leg_kept_and_planne
         positionSide=position_side, positionAmt=amount, markPrice=missing, notional=missing
     )
     venue.reply("GET", "/fapi/v3/positionRisk", [row])
+    # The account's row carries the same empty notional: no view of the leg has a mark.
+    account = copy.deepcopy(recorded("binance", "fetchPositions", 2)["httpResponse"])
+    account["positions"][0].update(positionSide=position_side, positionAmt=amount, notional=missing)
+    venue.reply("GET", "/fapi/v3/account", account)
     async with adapter_for("binanceusdm", venue) as exchange:
         snapshot = await exchange.fetch_snapshot()
 

@@ -198,6 +198,16 @@ def recorded_spot() -> dict[str, Any]:
 
 
 # -- a mark that jumps --------------------------------------------------------------
+# Binance's steady snapshot is /fapi/v3/account alone, its mark |notional| / |amount|
+# (0.009 BTC at 607.55548506: 67506.165); a mark that jumps past the bound there is
+# believed only when positionRisk's own markPrice (a second read) confirms it.
+
+
+def jumped_account(notional: str, upnl: str) -> dict[str, Any]:
+    """The recorded account with its BTC leg at another notional (the totals still add up)."""
+    account = binance_account()
+    account["positions"][0].update(notional=notional, unrealizedProfit=upnl)
+    return account
 
 
 async def test_snapshot_when_mark_jumps_and_second_read_disagrees_then_unverified(
@@ -206,12 +216,8 @@ async def test_snapshot_when_mark_jumps_and_second_read_disagrees_then_unverifie
     serve(venue, "binanceusdm")
     async with adapter_for("binanceusdm", venue, max_mark_move=Decimal("0.3")) as exchange:
         await exchange.fetch_snapshot()
-        jumped = binance_positions()
-        jumped[0].update(markPrice="33751.34259929", notional="303.76208339")
-        # Every read says half, every re-read the old mark again (three tries).
-        for _ in range(3):
-            venue.reply_once("GET", POSITIONS, jumped)
-            venue.reply_once("GET", POSITIONS, binance_positions())
+        # The account says half the mark, positionRisk (every try) the old one.
+        venue.reply("GET", ACCOUNT, jumped_account("303.77774253", "-303.23535747"))
         with pytest.raises(UnverifiedData, match="mark"):
             await exchange.fetch_snapshot()
 
@@ -220,20 +226,18 @@ async def test_snapshot_when_mark_jumps_and_second_read_confirms_then_accepted(
     venue: LoopbackVenue,
 ) -> None:
     serve(venue, "binanceusdm")
-    account = binance_account()
     async with adapter_for("binanceusdm", venue, max_mark_move=Decimal("0.3")) as exchange:
         await exchange.fetch_snapshot()
         jumped = binance_positions()
         jumped[0].update(markPrice="33751.34259929", notional="303.76208339")
         venue.reply("GET", POSITIONS, jumped)
-        # The account's own figures follow the mark (its margin balance still adds up).
-        venue.reply("GET", ACCOUNT, account)
+        venue.reply("GET", ACCOUNT, jumped_account("303.76208339", "-303.25101661"))
         venue.forget()
-        snapshot = await exchange.fetch_snapshot()
+        snapshot = await exchange.fetch_snapshot(include_source=False)
 
     assert snapshot.positions[0].mark_price == Decimal("33751.34259929")
-    # One read, and one re-read to confirm the move.
-    assert len(venue.calls(POSITIONS)) == 2
+    # The account read, and positionRisk read to confirm the move.
+    assert [r.path for r in venue.requests] == [ACCOUNT, POSITIONS]
 
 
 async def test_snapshot_when_mark_moves_within_bound_then_no_second_read(
@@ -242,13 +246,25 @@ async def test_snapshot_when_mark_moves_within_bound_then_no_second_read(
     serve(venue, "binanceusdm")
     async with adapter_for("binanceusdm", venue, max_mark_move=Decimal("0.3")) as exchange:
         await exchange.fetch_snapshot()
-        moved = binance_positions()
-        moved[0].update(markPrice="60000", notional="540")
-        venue.reply("GET", POSITIONS, moved)
+        # 0.009 at 60000: notional 540, uPnL 0.009 * (60000 - 67445.9) = -67.0131.
+        venue.reply("GET", ACCOUNT, jumped_account("540", "-67.0131"))
         venue.forget()
-        await exchange.fetch_snapshot()
+        snapshot = await exchange.fetch_snapshot(include_source=False)
 
-    assert len(venue.calls(POSITIONS)) == 1
+    assert [r.path for r in venue.requests] == [ACCOUNT]
+    assert snapshot.positions[0].mark_price == Decimal("60000")
+    assert snapshot.positions[0].entry_price == Decimal("67445.9")
+
+
+async def test_snapshot_when_binance_leg_first_seen_then_positionrisk_confirms_its_mark(
+    venue: LoopbackVenue,
+) -> None:
+    # A notional ten times amount x mark in the account: positionRisk's markPrice refutes it.
+    serve(venue, "binanceusdm")
+    venue.reply("GET", ACCOUNT, jumped_account("6075.5548506", "0.54238506"))
+    async with adapter_for("binanceusdm", venue) as exchange:
+        with pytest.raises(UnverifiedData, match="derived from the account"):
+            await exchange.fetch_snapshot()
 
 
 # -- §4: every leg counts, `symbols` limits what is acted on -------------------------

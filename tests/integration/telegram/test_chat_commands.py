@@ -331,8 +331,11 @@ class CancellingExchange:
         self.venue = venue
         self.name = venue.name
 
-    async def fetch_snapshot(self) -> AccountSnapshot:
-        return await self.venue.fetch_snapshot()
+    async def fetch_snapshot(self, include_source: bool = True) -> AccountSnapshot:
+        return await self.venue.fetch_snapshot(include_source)
+
+    async def fetch_source(self, snapshot: AccountSnapshot) -> AccountSnapshot:
+        return await self.venue.fetch_source(snapshot)
 
     async def transfer(
         self, currency: str, amount: Decimal, into_derivatives: bool, client_id: str
