@@ -99,6 +99,8 @@ class MarketCatalog:
                 logger.warning(
                     "%s: market refresh failed, keeping yesterday's: %s", self.account, error
                 )
+        if self.venue.tiers_before_positions(self.exchange):
+            await self._load_tiers(list(self.watched))
         if self.pooling_at is not None and now - self.pooling_at < MARKETS_MAX_AGE:
             return
         try:

@@ -47,6 +47,8 @@ _CLASS_TABLES = ("api", "exceptions", "has", "features", "fees", "httpExceptions
 # ccxt options that hold venue data loaded with the markets or tiers (Binance keeps its
 # leverage brackets there and parses positions with them).
 _SHARED_OPTIONS = ("leverageBrackets",)
+# The ccxt method that fills them, which such a class's position parsing calls itself.
+_OWN_TIER_LOADER = "load_leverage_brackets"
 
 VenueKey = tuple[str, str, str | None]
 Tiers = Mapping[str, tuple[MaintenanceTier, ...]]
@@ -71,11 +73,19 @@ class VenueMarkets:
     _failed_at: datetime | None = None
     _error: ExchangeError | None = None
     _tier_attempts: int = 0
+    # Whether the venue's tiers were asked for since the markets were (re)loaded.
+    _tiers_fetched: bool = False
     _reload_tiers: bool = False
 
     @property
     def loaded(self) -> bool:
         return self._source is not None
+
+    def tiers_before_positions(self, exchange: Ccxt) -> bool:
+        """Whether the tiers should be loaded before `exchange` reads positions: its ccxt
+        class parses positions with tiers it loads itself, once per instance, unless the
+        venue's (shared) ones are there first."""
+        return not self._tiers_fetched and hasattr(type(exchange), _OWN_TIER_LOADER)
 
     def join(self, exchange: Ccxt) -> None:
         """Share this venue's markets (once loaded) with `exchange`, now and at reloads."""
@@ -121,6 +131,7 @@ class VenueMarkets:
             if reload:
                 self.tiers.clear()
                 self._reload_tiers = True
+                self._tiers_fetched = False
             for instance in list(self._instances):
                 if instance is not exchange:
                     instance.set_markets_from_exchange(exchange)
@@ -128,12 +139,15 @@ class VenueMarkets:
     async def load_tiers(
         self, exchange: Ccxt, symbols: Sequence[str], fetch: TierFetch, secrets: Sequence[str]
     ) -> None:
-        """Fetch the tiers of `symbols` not known yet, once for everyone asking at the same
-        time (a failure is not tried again by those who waited for it)."""
+        """Fetch the tiers of `symbols` not known yet (and, see `tiers_before_positions`,
+        for no symbols), once for everyone asking at the same time (a failure is not tried
+        again by those who waited for it)."""
         attempts = self._tier_attempts
         async with self._guard():
             missing = [symbol for symbol in symbols if symbol not in self.tiers]
-            if not missing or self._tier_attempts != attempts:
+            if self._tier_attempts != attempts:
+                return
+            if not missing and not self.tiers_before_positions(exchange):
                 return
             try:
                 with translated(secrets):
@@ -141,6 +155,7 @@ class VenueMarkets:
             finally:
                 self._tier_attempts += 1
             self._reload_tiers = False
+            self._tiers_fetched = True
             self.tiers.update({symbol: () for symbol in missing})
             self.tiers.update(tiers)
             self._share_options(exchange)

@@ -120,12 +120,10 @@ async def test_accounts_when_same_venue_then_tier_tables_loaded_once_and_shared(
     first, second = accounts("first", registry), accounts("second", registry)
 
     await asyncio.gather(first.adapter.fetch_snapshot(), second.adapter.fetch_snapshot())
-    venue.forget()
     one, two = await asyncio.gather(first.adapter.fetch_snapshot(), second.adapter.fetch_snapshot())
 
-    # At start-up ccxt's own Binance position parser may ask once for an instance whose
-    # positions are read before the venue's brackets arrive; after that, never.
-    assert venue.calls(TIERS) == []
+    # Not once per instance either: ccxt's own Binance position parser reads them too.
+    assert len(venue.calls(TIERS)) == 1
     assert one.markets["BTC/USDT:USDT"].tiers
     assert one.markets["BTC/USDT:USDT"].tiers == two.markets["BTC/USDT:USDT"].tiers
     # ccxt's own position parsing reads the brackets from the instance's options.
