@@ -86,7 +86,10 @@ class PaperExchange:
         )
         self._cursor = 0
         self._started_at = clock()
-        if not self._load():
+        # A fresh replay starts at the daemon's first look, not while it is still
+        # starting up (a slow start must not let the crash run ahead unwatched).
+        self._waiting_for_first_look = not self._load()
+        if self._waiting_for_first_look:
             self._open()
             self._save()
 
@@ -190,6 +193,9 @@ class PaperExchange:
 
     def _advance(self) -> None:
         """Replay every bar whose time has come."""
+        if self._waiting_for_first_look:
+            self._waiting_for_first_look = False
+            self._started_at = self._clock()
         elapsed = (self._clock() - self._started_at).total_seconds()
         due = int(elapsed // self.settings.bar_seconds)
         if due >= len(self._bars):
