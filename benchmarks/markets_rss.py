@@ -9,6 +9,7 @@ for every symbol; every account then takes one snapshot (markets, tiers, balance
 positions, spot wallet). The accounts live in a fresh subprocess, which reports its peak
 RSS (VmHWM). `shared`: one market registry for the process (what the daemon does);
 `unshared`: each account loads and keeps its own markets, as before issue 12 §3.
+Times are wall clock and the measured process's CPU (the CPU figures hold on a busy host).
 
 Run alone: `python -m benchmarks.markets_rss [accounts] [unshared_accounts]`.
 """
@@ -47,7 +48,9 @@ def rss_1000_ccxt_accounts(accounts: int = 1000, unshared_accounts: int = 100) -
         "symbols": symbols,
         "rss_mib": shared["rss_mib"],
         "build_s": shared["build_s"],
+        "build_cpu_s": shared["build_cpu_s"],
         "first_snapshots_s": shared["snapshots_s"],
+        "first_snapshots_cpu_s": shared["snapshots_cpu_s"],
         "markets_requests": shared["markets_requests"],
         "tiers_requests": shared["tiers_requests"],
         "snapshot_errors": shared["errors"],
@@ -57,7 +60,9 @@ def rss_1000_ccxt_accounts(accounts: int = 1000, unshared_accounts: int = 100) -
             "accounts": unshared_accounts,
             "rss_mib": unshared["rss_mib"],
             "build_s": unshared["build_s"],
+            "build_cpu_s": unshared["build_cpu_s"],
             "first_snapshots_s": unshared["snapshots_s"],
+            "first_snapshots_cpu_s": unshared["snapshots_cpu_s"],
             "markets_requests": unshared["markets_requests"],
             "tiers_requests": unshared["tiers_requests"],
             "snapshot_errors": unshared["errors"],
@@ -143,7 +148,7 @@ async def _run_child(mode: str, accounts: int, url: str) -> dict[str, Any]:
     from bot.exchange.ccxt.shared_markets import MarketRegistry
 
     registry = MarketRegistry() if mode == "shared" else None
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     built = [
         CcxtExchange(
             CcxtSettings(
@@ -157,7 +162,7 @@ async def _run_child(mode: str, accounts: int, url: str) -> dict[str, Any]:
         )
         for n in range(accounts)
     ]
-    build_s = time.perf_counter() - started
+    build_s, build_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     gate = asyncio.Semaphore(CONCURRENCY)
     errors = 0
 
@@ -169,13 +174,15 @@ async def _run_child(mode: str, accounts: int, url: str) -> dict[str, Any]:
             except Exception:
                 errors += 1
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(snapshot(exchange) for exchange in built))
-    snapshots_s = time.perf_counter() - started
+    snapshots_s, snapshots_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     figures = {
         "rss_mib": _peak_rss_mib(),
         "build_s": round(build_s, 2),
+        "build_cpu_s": round(build_cpu_s, 2),
         "snapshots_s": round(snapshots_s, 2),
+        "snapshots_cpu_s": round(snapshots_cpu_s, 2),
         "errors": errors,
     }
     await asyncio.gather(*(exchange.close() for exchange in built))
