@@ -236,3 +236,20 @@ def test_needs_source_when_source_read_or_in_band_then_false() -> None:
     assert not needs_source(full, plan_rebalance(full, BAND, POLICY, clock.now))
     steady = sim(clock, "50000").snapshot(include_source=False)
     assert not needs_source(steady, plan_rebalance(steady, BAND, POLICY, clock.now))
+
+
+def test_needs_source_when_below_band_then_false_and_the_plan_is_the_same() -> None:
+    # Re-levering releases collateral to the source wallet or adds exposure: it never
+    # draws on the source, so the plan on the unread source is the plan on the full one.
+    # 60000: E = 1000 + 600 = 1600, N = 3600, L = 2.25 < 2.5.
+    clock = Clock()
+    venue = sim(clock, "60000")
+    policy = Policy(release_excess=True)
+    unread, full = venue.snapshot(include_source=False), venue.snapshot()
+    on_unread = plan_rebalance(unread, BAND, policy, clock.now)
+    on_full = plan_rebalance(full, BAND, policy, clock.now)
+
+    assert {d.rule for d in on_unread.decisions} == {Rule.RELEVER}
+    assert not needs_source(unread, on_unread)
+    assert [a.kind for a in on_unread.actions] == [ActionKind.TRANSFER_OUT]
+    assert on_unread.actions == on_full.actions
