@@ -40,7 +40,9 @@ class BackstopSettings:
 
     enabled: bool = True
     margin_ratio: Decimal = Decimal("0.85")
-    liquidation_buffer: Decimal | None = None
+    # 1% of the price short of liquidation by default: at 10x the margin-ratio point is
+    # under 0.1% from liquidation, less than a crash's stop-market slippage or one gap.
+    liquidation_buffer: Decimal | None = Decimal("0.01")
     levels: int = 3
     fraction: Decimal | None = None
     reprice_tolerance: Decimal = Decimal("0.005")

@@ -26,12 +26,14 @@ class BackstopConfig(ConfigTable):
     # Absent: on, unless the account is dry_run. `true` with dry_run: planned and
     # journaled as dry-run, never placed.
     enabled: bool | None = None
-    # The danger point the first level guards: above the target's emergency_margin_ratio
-    # (checked by the account), below 1 (liquidation).
+    # The danger point the first level guards, as a margin ratio: above the target's
+    # emergency_margin_ratio (checked by the account), below 1 (liquidation). Used when
+    # set without a liquidation_buffer, or with liquidation_buffer = 0.
     margin_ratio: Decimal = Field(default=DEFAULTS.margin_ratio, gt=0, lt=1, allow_inf_nan=False)
-    # Instead: the mark this fraction of the price short of liquidation, (0, 0.5).
+    # Or: the mark this fraction of the price short of liquidation, [0, 0.5) (0: off).
+    # The default (0.01) whenever neither is set.
     liquidation_buffer: Decimal | None = Field(
-        default=None, gt=0, lt=Decimal("0.5"), allow_inf_nan=False
+        default=None, ge=0, lt=Decimal("0.5"), allow_inf_nan=False
     )
     # Stops in the ladder, 1 to 10: a dead daemon cannot place the next one after a fill.
     levels: int = Field(default=DEFAULTS.levels, ge=1, le=10)
@@ -46,11 +48,20 @@ class BackstopConfig(ConfigTable):
     # Seconds between reads of the venue's stop listing while no position moved, [10, 86400].
     verify_seconds: int = Field(default=DEFAULTS.verify_seconds, ge=10, le=86_400)
 
+    def _buffer(self) -> Decimal | None:
+        """The liquidation buffer in force: the one given (0: none, the margin ratio
+        decides), none when only a margin ratio is given, else the default."""
+        if "liquidation_buffer" in self.model_fields_set:
+            return self.liquidation_buffer or None
+        if "margin_ratio" in self.model_fields_set:
+            return None
+        return DEFAULTS.liquidation_buffer
+
     def to_settings(self, *, dry_run: bool) -> BackstopSettings:
         return BackstopSettings(
             enabled=(not dry_run) if self.enabled is None else self.enabled,
             margin_ratio=self.margin_ratio,
-            liquidation_buffer=self.liquidation_buffer,
+            liquidation_buffer=self._buffer(),
             levels=self.levels,
             fraction=self.fraction,
             reprice_tolerance=self.reprice_tolerance,

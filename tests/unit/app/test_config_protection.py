@@ -52,11 +52,28 @@ def test_load_config_when_real_account_without_backstop_table_then_backstop_on_w
     assert account.to_backstop() == BackstopSettings(
         enabled=True,
         margin_ratio=Decimal("0.85"),
-        liquidation_buffer=None,
+        liquidation_buffer=Decimal("0.01"),
         levels=3,
         fraction=None,
         reprice_tolerance=Decimal("0.005"),
     )
+
+
+@pytest.mark.parametrize(
+    ("lines", "buffer"),
+    [
+        ("", Decimal("0.01")),  # neither given: 1% short of liquidation
+        ("margin_ratio = 0.9", None),  # only a margin ratio: it decides
+        ("liquidation_buffer = 0.02", Decimal("0.02")),
+        ("margin_ratio = 0.9\nliquidation_buffer = 0", None),  # 0 switches the buffer off
+    ],
+)
+def test_load_config_when_danger_point_given_then_buffer_or_margin_ratio_decides(
+    load_text: Load, paper_account: str, lines: str, buffer: Decimal | None
+) -> None:
+    text = _with_tables(paper_account, f"[accounts.backstop]\n{lines}\n")
+
+    assert load_text(text).account("paper").to_backstop().liquidation_buffer == buffer
 
 
 def test_load_config_when_sim_account_then_backstop_and_stream_on_by_default(
@@ -137,8 +154,8 @@ max_backoff_seconds = 300
          "accounts[0].backstop.margin_ratio: must be a finite number (got NaN)"),
         ('margin_ratio = "high"',
          'accounts[0].backstop.margin_ratio: must be a valid decimal (got "high")'),
-        ("liquidation_buffer = 0",
-         "accounts[0].backstop.liquidation_buffer: must be greater than 0 (got 0)"),
+        ("liquidation_buffer = -0.01",
+         "accounts[0].backstop.liquidation_buffer: must be at least 0 (got -0.01)"),
         ("liquidation_buffer = 0.5",
          "accounts[0].backstop.liquidation_buffer: must be less than 0.5 (got 0.5)"),
         ("liquidation_buffer = inf",

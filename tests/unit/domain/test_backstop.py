@@ -30,7 +30,7 @@ BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
 TEN = Targets(Target(D(10), D(8), D(12)))
 SLIP = D("0.0005")
-ONE_LEVEL = BackstopSettings(levels=1)
+ONE_LEVEL = BackstopSettings(levels=1, liquidation_buffer=None)
 
 
 def snapshot(
@@ -115,7 +115,9 @@ def test_plan_backstops_when_isolated_in_the_first_tier_then_one_level_closing_t
     # leverage, hence its liquidation price (0.4% tier, no cum), so no further level
     # could sit before it: the one level takes the whole leg.
     position = leg(contracts="0.1", margin="500")
-    plan = plan_backstops(snapshot(position, wallet="10000"), TEN, BackstopSettings(), SLIP)
+    plan = plan_backstops(
+        snapshot(position, wallet="10000"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+    )
     (stop,) = plan.stops
     assert stop.scope == "acct/BTC/USDT:USDT"
     assert close(stop.trigger_price, "45212.765957")
@@ -131,7 +133,9 @@ def test_plan_backstops_when_isolated_in_a_higher_tier_then_the_ladder_goes_on()
     # margin (MR 0.76 < 0.85), so level 2 sits further down and, being in the first
     # tier, takes the rest.
     position = leg(contracts="2", margin="10000")
-    plan = plan_backstops(snapshot(position, wallet="0"), TEN, BackstopSettings(), SLIP)
+    plan = plan_backstops(
+        snapshot(position, wallet="0"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+    )
     first, second = plan.stops
     assert close(first.trigger_price, D(50000) * (1 - D(8050) / 84500))
     assert first.amount == D("1.914")
@@ -187,7 +191,7 @@ def test_plan_backstops_when_hedge_mode_then_each_leg_its_own_stop() -> None:
 
 def test_plan_backstops_when_fraction_then_that_share_of_what_is_left_per_level() -> None:
     # Half of 1 BTC, then half of the 0.5 left, then of the 0.25: 0.5, 0.25, 0.125.
-    settings = BackstopSettings(fraction=D("0.5"))
+    settings = BackstopSettings(fraction=D("0.5"), liquidation_buffer=None)
     plan = plan_backstops(snapshot(leg()), TEN, settings, SLIP)
     assert [s.amount for s in plan.stops] == [D("0.5"), D("0.25"), D("0.125")]
     assert [s.level for s in plan.stops] == [1, 2, 3]
@@ -210,7 +214,10 @@ def test_plan_backstops_when_cut_under_the_minimum_then_rounded_up_to_it() -> No
     # 0.003 BTC (150 USDT) at 10x: the cut is 0.00289 -> 0.002, under the 100 USDT
     # minimum cost at the fill (100 / (45212.77 * 0.9995) -> 0.003): the whole 0.003.
     plan = plan_backstops(
-        snapshot(leg(contracts="0.003"), wallet="15"), TEN, BackstopSettings(), SLIP
+        snapshot(leg(contracts="0.003"), wallet="15"),
+        TEN,
+        BackstopSettings(liquidation_buffer=None),
+        SLIP,
     )
     (stop,) = plan.stops
     assert stop.amount == D("0.003")
@@ -220,7 +227,10 @@ def test_plan_backstops_when_minimum_exceeds_the_leg_then_the_whole_leg() -> Non
     # 0.002 BTC (100 USDT): the cut 0.0019 -> 0.001; the minimum 0.003 is more than the
     # leg holds, so the stop closes the whole 0.002 (never more).
     plan = plan_backstops(
-        snapshot(leg(contracts="0.002"), wallet="10"), TEN, BackstopSettings(), SLIP
+        snapshot(leg(contracts="0.002"), wallet="10"),
+        TEN,
+        BackstopSettings(liquidation_buffer=None),
+        SLIP,
     )
     (stop,) = plan.stops
     assert stop.amount == D("0.002")
@@ -228,14 +238,18 @@ def test_plan_backstops_when_minimum_exceeds_the_leg_then_the_whole_leg() -> Non
 
 def test_plan_backstops_when_already_past_the_danger_point_then_no_stop_and_a_note() -> None:
     # Wallet 220: MR = 200/220 = 0.91 >= 0.85 at the current mark.
-    plan = plan_backstops(snapshot(leg(), wallet="220"), TEN, BackstopSettings(), SLIP)
+    plan = plan_backstops(
+        snapshot(leg(), wallet="220"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+    )
     assert plan.stops == ()
     assert any("already past the danger point" in note for note in plan.notes)
 
 
 def test_plan_backstops_when_long_carries_more_equity_than_notional_then_no_stop() -> None:
     # 0.5x: the long can fall to zero without reaching the danger point.
-    plan = plan_backstops(snapshot(leg(), wallet="100000"), TEN, BackstopSettings(), SLIP)
+    plan = plan_backstops(
+        snapshot(leg(), wallet="100000"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+    )
     assert plan.stops == ()
     assert any("no danger point at a positive price" in note for note in plan.notes)
 
@@ -246,12 +260,12 @@ def test_plan_backstops_when_disabled_then_empty() -> None:
 
 def test_plan_backstops_when_isolated_leg_unwatched_then_not_protected() -> None:
     account = snapshot(leg(contracts="0.1", margin="500"), watched=frozenset({ETH}))
-    assert plan_backstops(account, TEN, BackstopSettings(), SLIP).stops == ()
+    assert plan_backstops(account, TEN, BackstopSettings(liquidation_buffer=None), SLIP).stops == ()
 
 
 def test_plan_backstops_when_cross_leg_unpriced_then_scope_skipped_with_note() -> None:
     unpriced = Position(BTC, Side.LONG, D(1), D(50000), None)
-    plan = plan_backstops(snapshot(unpriced), TEN, BackstopSettings(), SLIP)
+    plan = plan_backstops(snapshot(unpriced), TEN, BackstopSettings(liquidation_buffer=None), SLIP)
     assert plan.stops == ()
     assert any("no usable mark price" in note for note in plan.notes)
 
@@ -267,7 +281,7 @@ def test_plan_backstops_when_one_cross_leg_unwatched_then_it_moves_but_gets_no_s
 
 
 def test_plan_backstops_when_ladder_then_sorted_and_never_above_the_leg() -> None:
-    plan = plan_backstops(snapshot(leg()), TEN, BackstopSettings(), SLIP)
+    plan = plan_backstops(snapshot(leg()), TEN, BackstopSettings(liquidation_buffer=None), SLIP)
     assert [s.level for s in plan.stops] == [1, 2, 3]
     assert sum(s.amount for s in plan.stops) <= D(1)
 
@@ -306,7 +320,7 @@ def resting(
     )
 
 
-SETTINGS = BackstopSettings()  # reprice tolerance 0.5%
+SETTINGS = BackstopSettings(liquidation_buffer=None)  # reprice tolerance 0.5%
 
 
 def test_reconcile_when_resting_matches_then_kept() -> None:

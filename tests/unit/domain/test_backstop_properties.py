@@ -163,7 +163,7 @@ def test_plan_backstops_when_two_cross_legs_then_level_1_at_the_danger_ratio(
     )
     gross = sum(p.contracts * MARKS[p.symbol] for p in legs)
     wallet = gross / leverage
-    config = BackstopSettings(margin_ratio=margin_ratio)
+    config = BackstopSettings(margin_ratio=margin_ratio, liquidation_buffer=None)
     plan = plan_backstops(
         account(wallet, *legs), Targets(Target(D(10), D(8), D(12))), config, slippage
     )
