@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -83,17 +83,23 @@ def is_sqlite_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def build_engine(url: str | URL) -> AsyncEngine:
-    """An async engine for `url`; for a SQLite file, its directory is created."""
+def build_engine(url: str | URL, **pool: Any) -> AsyncEngine:
+    """An async engine for `url`; for a SQLite file, its directory is created.
+
+    `pool`: SQLAlchemy's pool options (`pool_size`, `max_overflow`, `pool_timeout`). The
+    journal never asks more of the pool than it holds (`bot.store.sessions`), so the
+    defaults (5 + 10) serve any number of accounts; more only adds parallel queries."""
     target = async_url(url)
     if target.get_backend_name() != "sqlite":
-        return create_async_engine(target, pool_pre_ping=True)
+        return create_async_engine(target, pool_pre_ping=True, **pool)
     options: dict[str, Any] = {}
     if is_sqlite_memory(target):
         # One connection, or every session would see its own empty database.
         options["poolclass"] = StaticPool
-    elif target.database is not None and not target.query.get("uri"):
-        _private_database_file(Path(target.database))
+    else:
+        options.update(pool)
+        if target.database is not None and not target.query.get("uri"):
+            _private_database_file(Path(target.database))
     engine = create_async_engine(target, **options)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -143,8 +149,16 @@ def upgrade_to_head(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
+# Any constant: the advisory lock under which a PostgreSQL journal is migrated.
+MIGRATION_LOCK = 0x1E7B07
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the database schema to the newest revision."""
     async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Several daemons starting together on a fresh database would otherwise all
+            # create the tables at once; the first migrates, the others find it done.
+            await connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         await connection.run_sync(upgrade_to_head)
     logger.debug("journal schema at head on %s", engine.url.render_as_string(hide_password=True))
