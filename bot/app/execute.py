@@ -68,6 +68,8 @@ async def run_plan(
     `unknown`, never `failed`, and never sent again), stops the rest of an ordinary plan
     (the next cycle re-plans from a fresh snapshot); in an emergency the remaining
     actions are still tried. Authentication errors propagate: the account must halt.
+    An intent the journal refuses (`bot.store.leases.LeaseLost`: another process holds
+    the account's lease) propagates before anything is sent: no intent, no write.
     """
     outcomes: list[ActionOutcome] = []
     unsupported: list[ActionOutcome] = []

@@ -49,20 +49,40 @@ class CycleScheduler:
         return run
 
     def start(self) -> None:
-        now = utc_now()
         for index, service in enumerate(self.services):
-            interval = service.runtime.interval
-            self._scheduler.add_job(
-                self._tracked(service.run_cycle),
-                trigger=IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
-                id=f"cycle:{service.name}",
-                name=f"cycle {service.name}",
-                next_run_time=now + self.jitter * index,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(interval.total_seconds())),
-            )
+            if self._scheduler.get_job(f"cycle:{service.name}") is None:  # not `add`ed
+                self._add_cycle(service, self.jitter * index)
         self._scheduler.start()
+
+    def add(self, service: AccountService, delay: timedelta = timedelta(0)) -> None:
+        """Start cycling an account this process now drives (a lease won), first in `delay`."""
+        self.services.append(service)
+        self._add_cycle(service, delay)
+
+    def remove(self, name: str) -> AccountService | None:
+        """Stop scheduling an account's cycles (a lease lost or handed back); a cycle
+        already running carries on (`AccountService.retire` waits for it)."""
+        for service in self.services:
+            if service.name == name:
+                self.services.remove(service)
+                job = self._scheduler.get_job(f"cycle:{name}")
+                if job is not None:
+                    job.remove()
+                return service
+        return None
+
+    def _add_cycle(self, service: AccountService, delay: timedelta) -> None:
+        interval = service.runtime.interval
+        self._scheduler.add_job(
+            self._tracked(service.run_cycle),
+            trigger=IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
+            id=f"cycle:{service.name}",
+            name=f"cycle {service.name}",
+            next_run_time=utc_now() + delay,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval.total_seconds())),
+        )
 
     def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[object]]) -> None:
         """A housekeeping job (alert outbox, retention) that starts right away."""

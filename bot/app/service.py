@@ -44,6 +44,7 @@ from bot.exchange.port import (
     ExchangeError,
     TemporaryError,
 )
+from bot.store.leases import LeaseExpiring, LeaseLost
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ class AccountService:
     run_id: int | None = None
     # Set by an authentication error; only a restart (with fixed keys) clears it.
     halted: bool = False
+    # No longer driven by this process: the journal refused an intent because another
+    # process took the account's lease, or the daemon handed the lease back (`retire`).
+    # It never cycles again; a new service, which reconciles first, drives the account
+    # if the lease is won back.
+    retired: bool = False
     # The account's state as of the last cycle (None before the first).
     state: TradingState | None = None
     last_report: CycleReport | None = None
@@ -137,9 +143,20 @@ class AccountService:
     async def run_cycle(self) -> CycleReport:
         """One full cycle; never raises for exchange trouble (it is journaled instead)."""
         async with self._lock:
+            if self.retired:
+                now = self.clock()
+                return CycleReport(
+                    self.name, now, now, CycleStatus.SKIPPED, error="driven by another process"
+                )
             report = await self._cycle()
         self.last_report = report
         return report
+
+    async def retire(self) -> None:
+        """Let the running cycle (if any) finish, then never cycle again: the account's
+        lease is about to go to another process."""
+        async with self._lock:
+            self.retired = True
 
     async def preview(self) -> tuple[AccountSnapshot, Plan]:
         """What the bot would do right now (no journal writes, no exchange writes)."""
@@ -217,6 +234,19 @@ class AccountService:
             report = await self._halt(started, cycle_id, error)
         except ExchangeError as error:
             report = await self._failed(started, error)
+        except LeaseExpiring as error:
+            # Still ours, but the heartbeat is late: nothing sent now, tried next cycle.
+            logger.warning("%s: %s; not acting this cycle", self.name, error)
+            report = CycleReport(
+                self.name, started, self.clock(), CycleStatus.FAILED, error=str(error)
+            )
+        except LeaseLost as error:
+            # Another process drives the account now: nothing was journaled or sent.
+            logger.warning("%s: %s; no longer driven by this process", self.name, error)
+            self.retired = True
+            report = CycleReport(
+                self.name, started, self.clock(), CycleStatus.FAILED, error=str(error)
+            )
         except Exception as error:
             # A bug or a database hiccup must not leave the cycle `running` until a restart.
             # An exchange call it interrupted has an unknown outcome, as after a crash:
@@ -399,7 +429,7 @@ class AccountService:
         (de-levering comes first): it is noted, logged and tried again next cycle."""
         try:
             return await step
-        except AuthenticationError:
+        except (AuthenticationError, LeaseLost):
             raise
         except ExchangeError as error:
             logger.warning("%s: backstop step failed: %s", self.name, error)

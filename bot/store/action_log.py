@@ -2,6 +2,11 @@
 
 An intent row is committed before the exchange call, so after a crash the actions
 whose outcome is unknown are exactly the `pending` rows (`pending_intents`).
+
+Where several daemons share the database (PostgreSQL), the daemon sets `fence` to its
+leases: an intent is then journaled only in a transaction that finds this owner still
+holding the account's lease at the epoch it claimed (`bot.store.leases.Fence`), else
+`LeaseLost` is raised and nothing is written, so nothing is sent to the exchange.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlmodel import col, select
 from bot.domain.actions import Action, ActionKind, RecentActivity
 from bot.domain.outcomes import MAYBE_DONE, ActionOutcome
 from bot.store.codec import action_record, action_row, outcome_values, pending_intent
+from bot.store.leases import Fence
 from bot.store.records import (
     ActionRecord,
     ActionStatus,
@@ -52,6 +58,10 @@ class ActionRecorder:
 
 
 class ActionLog(JournalBase):
+    # None: this process owns every account (SQLite, one process). Set by the daemon on
+    # PostgreSQL, where leases decide who drives which account.
+    fence: Fence | None = None
+
     def actions(self, account: str, cycle_id: int | None, dry_run: bool = False) -> ActionRecorder:
         """An `ActionJournal` writing `account`'s actions under `cycle_id`."""
         return ActionRecorder(self, account, cycle_id, dry_run)
@@ -65,9 +75,13 @@ class ActionLog(JournalBase):
         dry_run: bool = False,
         at: datetime | None = None,
     ) -> None:
-        """Write `action` as pending. A reused `client_id` raises (it is unique)."""
+        """Write `action` as pending. A reused `client_id` raises (it is unique); so does
+        a lease this process no longer holds (`LeaseLost`, with `fence` set)."""
         row = action_row(action, client_id, account, cycle_id, dry_run, self._now(at))
         async with self._session() as session:
+            if self.fence is not None:
+                # Same transaction as the insert: the lease cannot change hands between.
+                await self.fence.check(session, account)
             session.add(row)
             await session.commit()
 

@@ -229,3 +229,37 @@ class CommandAuditRow(StoreTable, table=True):
     args: str = Field(default="", sa_type=Text)
     allowed: bool
     at: datetime = Field(sa_type=UtcDateTime, index=True)
+
+
+class LeaseRow(StoreTable, table=True):
+    """Who drives an account (or holds a role, e.g. `@telegram`) and until when.
+
+    Only used on PostgreSQL, where several daemons share the accounts (DESIGN.md §12).
+    `epoch` grows by one at every claim: the fencing token an intent is checked against.
+    `expires_at` is in the database's clock, so the hosts' clocks never have to agree.
+    """
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True)
+    # Indexed: every heartbeat renews what one owner holds, among thousands of rows.
+    owner: str | None = Field(default=None, index=True)
+    epoch: int = Field(default=0, sa_type=BigInteger)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class LeaseOwnerRow(StoreTable, table=True):
+    """A daemon taking part in the lease round; live while `expires_at` is ahead.
+
+    The live owners decide each one's share of the accounts. `run_id` names the daemon
+    run whose cycles (`cycles.run_id`) this owner journaled.
+    """
+
+    __tablename__ = "lease_owners"
+
+    owner: str = Field(primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="daemon_runs.id")
+    host: str
+    pid: int
+    heartbeat_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)

@@ -27,6 +27,10 @@ class DatabaseConfig(ConfigTable):
 
     # Hidden from repr: a server URL may carry a password. Print `display_url` instead.
     url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)
+    # PostgreSQL only (several daemons sharing the accounts): how long an account's lease
+    # lasts without a heartbeat, 1 to 600 s. A killed daemon's accounts are taken over
+    # within two of these; heartbeats come every third of it.
+    lease_seconds: float = Field(default=15, ge=1, le=600, allow_inf_nan=False)
 
     @field_validator("url")
     @classmethod

@@ -29,6 +29,8 @@ TABLES = {
     "pause_state",
     "command_audit",
     "alert_deliveries",
+    "leases",
+    "lease_owners",
 }
 
 
