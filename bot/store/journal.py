@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -70,6 +71,19 @@ from bot.store.tables import (
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _HeldSnapshot:
+    """A snapshot not stored (nothing changed), kept in case its cycle acts."""
+
+    snapshot: AccountSnapshot
+    equity: Decimal
+    notional: Decimal
+    leverage: Decimal | None
+    margin_ratio: Decimal | None
+    cycle_id: int | None
+    figures: SnapshotFigures
+
+
 class NoJournal(Exception):
     """A reader asked for a SQLite journal whose file does not exist (`create=False`)."""
 
@@ -92,6 +106,8 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         self.cycle_writes = CycleWrites(self._session)
         # Per account: the figures and id of the newest snapshot stored by this process.
         self._kept: dict[str, tuple[SnapshotFigures, int]] = {}
+        # Per account: its newest snapshot not stored (unchanged), until its cycle acts.
+        self._held: dict[str, _HeldSnapshot] = {}
         # Per account: recent activity as last read (the UTC day and time it was read
         # for), until this journal writes one of the account's actions.
         self._activity: dict[str, tuple[date, datetime, RecentActivity]] = {}
@@ -292,24 +308,31 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         """Store `snapshot` with the numbers computed from it. Returns the snapshot id.
 
         A snapshot within `snapshot_keep`'s tolerance of the account's newest one stored
-        by this journal, younger than its heartbeat, is not stored again: that one's id
-        is returned."""
+        by this journal, younger than its heartbeat, is held back (that one's id is
+        returned): it is stored only if its cycle then journals an action, before that
+        action's intent, so every acting cycle shows the snapshot it planned on."""
         figures = snapshot_figures(snapshot, equity, notional, margin_ratio)
         kept = self._kept.get(account)
+        held = _HeldSnapshot(snapshot, equity, notional, leverage, margin_ratio, cycle_id, figures)
         if kept is not None and not self.snapshot_keep.worth_keeping(figures, kept[0]):
+            self._held[account] = held
             return kept[1]
-        source = snapshot.source
+        return await self._store_snapshot(account, held)
+
+    async def _store_snapshot(self, account: str, held: _HeldSnapshot) -> int:
+        self._held.pop(account, None)
+        snapshot, source = held.snapshot, held.snapshot.source
         row = AccountSnapshotRow(
-            cycle_id=cycle_id,
+            cycle_id=held.cycle_id,
             account=account,
             settle=snapshot.settle,
             taken_at=self._now(snapshot.taken_at),
             wallet=snapshot.derivatives.total,
             wallet_free=snapshot.derivatives.free,
-            equity=equity,
-            notional=notional,
-            leverage=leverage,
-            margin_ratio=margin_ratio,
+            equity=held.equity,
+            notional=held.notional,
+            leverage=held.leverage,
+            margin_ratio=held.margin_ratio,
             source_balance=None if source is None else source.total,
             source_free=None if source is None else source.free,
             positions_json=positions_to_json(snapshot.positions),
@@ -318,7 +341,7 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
             position_row(0, p).model_dump(exclude={"id", "snapshot_id"}) for p in snapshot.positions
         ]
         snapshot_id = await self.cycle_writes.snapshot(row.model_dump(exclude={"id"}), positions)
-        self._kept[account] = (figures, snapshot_id)
+        self._kept[account] = (held.figures, snapshot_id)
         return snapshot_id
 
     async def latest_snapshots(self) -> dict[str, SnapshotRecord]:
@@ -391,6 +414,10 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         dry_run: bool = False,
         at: datetime | None = None,
     ) -> None:
+        held = self._held.get(account)
+        if held is not None and held.cycle_id == cycle_id:
+            # The snapshot this cycle planned on goes in before its first intent.
+            await self._store_snapshot(account, held)
         try:
             await super().record_intent(account, cycle_id, action, client_id, dry_run, at)
         finally:

@@ -228,3 +228,19 @@ async def test_sessions_when_more_at_once_than_the_pool_holds_then_none_times_ou
     finally:
         await small.close()
     assert len(await journal.recent_actions(limit=1000)) == sessions
+
+
+async def test_record_snapshot_when_held_back_and_the_cycle_acts_then_stored_before_the_intent(
+    journal: Journal,
+) -> None:
+    first = await journal.record_snapshot("main", snapshot(), Decimal(10), Decimal(30), None, None)
+    cycle_id = await journal.start_cycle("main", T0 + timedelta(minutes=1))
+    same = snapshot(taken_at=T0 + timedelta(minutes=1))
+    held = await journal.record_snapshot(
+        "main", same, Decimal(10), Decimal(30), None, None, cycle_id
+    )
+    assert held == first  # unchanged: held back
+    await journal.actions("main", cycle_id).intent(transfer_in("5"), "c1")
+    kept = await journal.snapshots_since("main", T0)
+    assert [s.cycle_id for s in kept] == [None, cycle_id]
+    assert kept[1].taken_at == T0 + timedelta(minutes=1)
