@@ -11,7 +11,8 @@ state in `data/paper-<name>.json`, read by whichever process holds the account):
   and every action journaled as done is at its venue;
 - one process at a time polls Telegram and the shared outbox reaches the chat once.
 
-Short by default (part of `make test`, lease 4 s); `make many-daemons` runs it longer.
+Short by default (part of `make test`, lease 4 s); longer with
+`MANY_DAEMONS_RUN_SECONDS=120 MANY_DAEMONS_LEASE_SECONDS=15`.
 """
 
 from __future__ import annotations

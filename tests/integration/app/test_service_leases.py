@@ -11,11 +11,13 @@ import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from bot.app.execute import run_plan
 from bot.app.leasing import LeaseChanges, SharedLeases, SoleOwner
+from bot.app.scheduler import CycleScheduler
 from bot.app.service import AccountRuntime, AccountService
 from bot.domain.models import Side
 from bot.domain.planner import plan_rebalance
@@ -164,3 +166,27 @@ async def test_sole_owner_when_sqlite_then_every_account_at_once_and_no_fence() 
     first, second = await sole.beat(), await sole.beat()
     assert (first.gained, first.leader, sole.fence) == (("a", "b"), True, None)
     assert (second.gained, second.lost, second.surplus, second.leader) == ((), (), (), True)
+
+
+async def test_scheduler_when_account_added_then_cycles_and_when_removed_then_stops(
+    tmp_path: Path,
+) -> None:
+    journal = await Journal.open(f"sqlite:///{tmp_path / 'journal.sqlite'}")
+    scheduler = CycleScheduler([])
+    scheduler.start()
+    try:
+        account = service(over_levered(), journal)
+        scheduler.add(account)  # a lease won while running
+        for _ in range(100):
+            if account.last_report is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert account.last_report is not None
+        assert scheduler.remove(ACCOUNT) is account  # the lease lost or handed back
+        assert scheduler.services == []
+        await account.retire()
+        assert (await account.run_cycle()).status is CycleStatus.SKIPPED
+        assert len(await journal.history(ACCOUNT)) == 1
+    finally:
+        await scheduler.drain(1)
+        await journal.close()
