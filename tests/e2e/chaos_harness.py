@@ -148,8 +148,11 @@ class VenueProcess:
         await venue._ready()
         return venue
 
-    async def _ready(self) -> None:
-        for _ in range(300):
+    async def _ready(self, within: float = 60.0) -> None:
+        # A deadline, not a count of tries: on a loaded machine the venue's imports alone
+        # took over 15 s.
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline:
             if self.process.returncode is not None:
                 raise RuntimeError(f"paper exchange exited:\n{self.log.read_text()}")
             try:
