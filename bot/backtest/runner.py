@@ -109,6 +109,10 @@ class _Replay:
         self.log = MemoryJournal(clock=lambda: self.now)
         self.rules = scenario.market()
         self.now = utc(bars[0].timestamp)
+        self._scope_memo: (
+            tuple[tuple[tuple[object, ...], Decimal], tuple[Decimal, Decimal, Decimal]] | None
+        ) = None
+        self._stops_memo: tuple[tuple[StopOrder, ...], tuple[StopOrder, ...]] | None = None
         self.exchange = SimulatedExchange(
             markets={scenario.symbol: self.rules},
             clock=lambda: self.now,
@@ -129,7 +133,7 @@ class _Replay:
             funding_index += 1
         next_cycle = first.timestamp
         previous = first.timestamp
-        for bar in self.bars:
+        for index, bar in enumerate(self.bars):
             self.now = utc(bar.timestamp)
             if bar is not first:
                 if await self._intrabar(bar, previous):
@@ -148,11 +152,11 @@ class _Replay:
             if bar.timestamp >= next_cycle:
                 # In an outage the timeline still samples on the poll's schedule (the
                 # state, nothing acted): the chart shows what the dead daemon missed.
-                if not scenario.in_outage(bar.timestamp):
-                    await self._cycle(bar, bar.close)
-                self._timeline(bar)
                 offset = (bar.timestamp - first.timestamp) % scenario.interval_ms
                 next_cycle = bar.timestamp - offset + scenario.interval_ms
+                if not scenario.in_outage(bar.timestamp):
+                    await self._cycle(bar, bar.close, self._next_cycle_follows(index, next_cycle))
+                self._timeline(bar)
             self._track_leverage(before_cycle=False)
             previous = bar.timestamp
             if self.on_bar is not None:
@@ -181,7 +185,9 @@ class _Replay:
         ratio = self._margin_ratio(adverse)
         await self.policy.intrabar(self.exchange, ratio, self.now, self.log)
         self._record_actions(seen, bar, bar.close)
-        worst = self._margin_ratio(adverse)
+        # Only what the policy journaled can have changed the scope (`_scope` is keyed
+        # on the state anyway); most bars nothing acts here.
+        worst = self._margin_ratio(adverse) if len(self.log.outcomes) != seen else ratio
         self.result.max_margin_ratio = max(self.result.max_margin_ratio, worst)
         extremes = {Side.LONG: bar.low, Side.SHORT: bar.high}
         if self.exchange.check_liquidation(self.scenario.symbol, extremes):
@@ -196,6 +202,7 @@ class _Replay:
         the path is afterwards, or None when it liquidated on the way."""
         long = self.scenario.side is Side.LONG
         last_run: Decimal | None = None
+        await self.policy.settle_trigger(self.exchange, adverse)
         for _ in range(MAX_STREAM_CYCLES):
             trigger = self.policy.trigger(self.scenario.symbol)
             if trigger is None:
@@ -248,7 +255,7 @@ class _Replay:
         """Fire the resting stops the path from `price` to `until` reaches, nearest first."""
         symbol = self.scenario.symbol
         long = self.scenario.side is Side.LONG
-        resting = await self.exchange.fetch_stops([symbol])
+        resting = await self._resting_stops()
         reached = sorted(
             {s.trigger_price for s in resting if (s.trigger_price >= until if long
                                                    else s.trigger_price <= until)},
@@ -262,6 +269,15 @@ class _Replay:
                 self._record_stop_fill(bar, order, at)
             price = at
 
+    async def _resting_stops(self) -> tuple[StopOrder, ...]:
+        """`fetch_stops` for the scenario's symbol, read again only when the venue's book
+        changed: the book keeps every stop ever placed, and most bars change none."""
+        book = self.exchange.stop_book()
+        if self._stops_memo is None or self._stops_memo[0] != book:
+            resting = await self.exchange.fetch_stops([self.scenario.symbol])
+            self._stops_memo = (book, resting)
+        return self._stops_memo[1]
+
     def _liquidated_at(self, bar: Bar, price: Decimal) -> bool:
         """The liquidation check at a point of the path before something acts there."""
         self.result.max_margin_ratio = max(self.result.max_margin_ratio, self._margin_ratio(price))
@@ -270,10 +286,19 @@ class _Replay:
             return True
         return False
 
-    async def _cycle(self, bar: Bar, mark: Decimal) -> None:
+    async def _cycle(self, bar: Bar, mark: Decimal, may_skip: bool = False) -> None:
         seen = len(self.log.outcomes)
-        await self.policy.cycle(self.exchange, self.now, self.log)
+        await self.policy.cycle(self.exchange, self.now, self.log, may_skip)
         self._record_actions(seen, bar, mark)
+
+    def _next_cycle_follows(self, index: int, next_cycle: int) -> bool:
+        """Whether the next bar's stream is the next to read this cycle's triggers, with
+        nothing changed before it, and that bar runs a cycle of its own at its close
+        (what lets a cycle that would do nothing be skipped; see `BacktestPolicy.cycle`)."""
+        if index + 1 >= len(self.bars):
+            return True
+        following = self.bars[index + 1].timestamp
+        return following >= next_cycle and not self.scenario.in_outage(following)
 
     def _record_stop_fill(self, bar: Bar, order: StopOrder, reference: Decimal) -> None:
         if order.filled <= ZERO or order.average_price is None:
@@ -318,10 +343,31 @@ class _Replay:
         else:
             self.exchange.open_position(scenario.symbol, scenario.side, contracts)
 
+    def _state(self) -> tuple[object, ...]:
+        """What the replay's figures depend on besides the mark: the wallets and every
+        leg. A bar asks for the same figures several times (before and after a cycle that
+        did nothing, the timeline); they are computed once per state and mark."""
+        return (
+            self.exchange.wallet,
+            self.exchange.source,
+            tuple(
+                (p.symbol, p.side, p.contracts, p.entry_price, p.margin_mode, p.isolated_margin)
+                for p in self.exchange.positions()
+            ),
+        )
+
     def _scope(self, mark: Decimal | None = None) -> tuple[Decimal, Decimal, Decimal]:
         """(equity, notional, maintenance) of the position's scope at `mark`."""
+        price = mark if mark is not None else self.exchange.mark(self.scenario.symbol)
+        key = (self._state(), price)
+        if self._scope_memo is not None and self._scope_memo[0] == key:
+            return self._scope_memo[1]
+        figures = self._scope_at(price)
+        self._scope_memo = (key, figures)
+        return figures
+
+    def _scope_at(self, price: Decimal) -> tuple[Decimal, Decimal, Decimal]:
         symbol = self.scenario.symbol
-        price = mark if mark is not None else self.exchange.mark(symbol)
         positions = self.exchange.positions()
         if not positions:
             return self._equity(), ZERO, ZERO

@@ -46,6 +46,9 @@ class Scenario:
     outage: tuple[int, int] | None = None
     # The `levbot` policy's ladder: the daemon's defaults unless a study says otherwise.
     backstop: BackstopSettings = DAEMON_BACKSTOP
+    # Skip the `levbot` cycles that would do nothing (`LevbotPolicy.steady`); the outputs
+    # are the same either way (tests compare both), only the time differs.
+    steady_path: bool = True
 
     def in_outage(self, timestamp: int) -> bool:
         return self.outage is not None and self.outage[0] <= timestamp < self.outage[1]
@@ -66,10 +69,17 @@ def make_policy(name: str, scenario: Scenario) -> BacktestPolicy:
             slippage_allowance=scenario.slippage, release_excess=scenario.release_excess
         )
         if name == PolicyName.LEVBOT_POLL:
-            return LevbotPolicy(Targets(target), policy, name=PolicyName.LEVBOT_POLL)
+            return LevbotPolicy(
+                Targets(target), policy, name=PolicyName.LEVBOT_POLL, steady=scenario.steady_path
+            )
         # The daemon's defaults: the backstop ladder and the streaming trigger.
         return LevbotPolicy(
-            Targets(target), policy, name=name, backstop=scenario.backstop, stream=True
+            Targets(target),
+            policy,
+            name=name,
+            backstop=scenario.backstop,
+            stream=True,
+            steady=scenario.steady_path,
         )
     if name == PolicyName.NONE:
         return NonePolicy()

@@ -42,7 +42,21 @@ class TierBracket:
 
 def tier_brackets(tiers: Sequence[MaintenanceTier]) -> tuple[TierBracket, ...]:
     """Add `cum_i = cum_(i-1) + floor_i * (mmr_i - mmr_(i-1))` to a tier table."""
-    return _brackets(tuple(tiers))
+    # Hashing a table (a tuple of dataclasses of Decimals) costs more than the lookup it
+    # keys: the same table object comes back on every margin figure, so look it up by
+    # identity first. The entry keeps the table alive, so its id cannot be reused.
+    entry = _BY_IDENTITY.get(id(tiers))
+    if entry is not None and entry[0] is tiers:
+        return entry[1]
+    brackets = _brackets(tuple(tiers))
+    if len(_BY_IDENTITY) >= _BY_IDENTITY_MAX:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[id(tiers)] = (tiers, brackets)
+    return brackets
+
+
+_BY_IDENTITY: dict[int, tuple[Sequence[MaintenanceTier], tuple[TierBracket, ...]]] = {}
+_BY_IDENTITY_MAX = 1024
 
 
 # A venue has a handful of tier tables and every margin figure needs one: compute each

@@ -189,6 +189,10 @@ class SimulatedExchange(SimAccount):
             self._stops[found.client_order_id] = found
         return found
 
+    def stop_book(self) -> tuple[StopOrder, ...]:
+        """Every stop the venue holds, in any state (a replay compares them between bars)."""
+        return tuple(self._stops.values())
+
     async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
         for symbol in symbols:
             self._rules(symbol)
