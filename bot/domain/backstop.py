@@ -12,7 +12,7 @@ fill leaves it, so a crash that goes on after the first fill meets the next leve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.domain.leverage import cross_equity, isolated_equity, round_down, round_up, tier_brackets
@@ -195,6 +195,11 @@ def _ladder(
                 "cut leaves keeps its liquidation price"
             )
             amounts = [leg.contracts if leg.actable else ZERO for leg in at_trigger.legs]
+        elif level == settings.levels and settings.close_last:
+            # A dead daemon places no further level: what the last one left would meet
+            # liquidation unguarded, so the last level closes it (the bot, alive,
+            # re-places the whole ladder from the new position after any fill).
+            amounts = [leg.contracts if leg.actable else ZERO for leg in at_trigger.legs]
         for leg, amount in zip(at_trigger.legs, amounts, strict=True):
             if amount > ZERO:
                 stops.append(
@@ -240,11 +245,21 @@ def _danger_move(scope: _Scope, settings: BackstopSettings) -> Decimal | None:
 
 def _moved(scope: _Scope, d: Decimal) -> _Scope:
     """The scope with every leg moved adversely by `d` (its marks are the triggers)."""
+    # Built directly, not with `dataclasses.replace`: this runs on every level of every
+    # ladder, and replace's generic path costs more than the arithmetic.
     legs = tuple(
-        replace(leg, mark=leg.mark * (ONE - leg.position.side.sign * d)) for leg in scope.legs
+        _Leg(
+            leg.position,
+            leg.rules,
+            leg.contracts,
+            leg.mark * (ONE - leg.position.side.sign * d),
+            leg.actable,
+            leg.rate,
+        )
+        for leg in scope.legs
     )
     equity = scope.equity - sum((x.notional for x in scope.legs), ZERO) * d
-    return replace(scope, equity=equity, legs=legs)
+    return _Scope(scope.name, scope.target, scope.isolated, equity, legs)
 
 
 def _amounts(
@@ -323,8 +338,9 @@ def _filled(scope: _Scope, amounts: Sequence[Decimal], slippage: Decimal) -> _Sc
                 fill = unit * (ONE - slippage)
                 equity -= amount * (unit * slippage + _rules(leg).taker_fee * fill)
         if leg.contracts - amount > ZERO:
-            legs.append(replace(leg, contracts=leg.contracts - amount))
-    return replace(scope, equity=equity, legs=tuple(legs))
+            left = leg.contracts - amount
+            legs.append(_Leg(leg.position, leg.rules, left, leg.mark, leg.actable, leg.rate))
+    return _Scope(scope.name, scope.target, scope.isolated, equity, tuple(legs))
 
 
 # -- reconciliation ----------------------------------------------------------------------

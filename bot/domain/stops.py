@@ -35,6 +35,8 @@ class BackstopSettings:
     short of liquidation. Each of `levels` stops brings its scope back to target at its
     trigger, or cuts `fraction` of the position when set. A resting stop is re-priced
     when its wanted trigger moves more than `reprice_tolerance` (a fraction of the price).
+    The last level closes what the levels above leave (`close_last`): a dead daemon
+    cannot place another, and the remainder would otherwise meet liquidation unguarded.
     The venue's stop listing is read when a leg moved, else every `verify_seconds`.
     """
 
@@ -46,6 +48,9 @@ class BackstopSettings:
     levels: int = 3
     fraction: Decimal | None = None
     reprice_tolerance: Decimal = Decimal("0.005")
+    # The last level closes what is left of the scope's legs (a dead daemon cannot
+    # place another): False leaves it sized like the others.
+    close_last: bool = True
     # Seconds between reads of the venue's stop listing while no leg moved (a stop
     # cancelled by hand shows no other way; a triggered one shrinks its leg).
     verify_seconds: int = 600

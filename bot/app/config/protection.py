@@ -45,6 +45,8 @@ class BackstopConfig(ConfigTable):
         default=DEFAULTS.reprice_tolerance, ge=0, lt=Decimal("0.1"), allow_inf_nan=False
     )
 
+    # The last level closes what the levels above leave (a dead daemon places no other).
+    close_last: bool = DEFAULTS.close_last
     # Seconds between reads of the venue's stop listing while no position moved, [10, 86400].
     verify_seconds: int = Field(default=DEFAULTS.verify_seconds, ge=10, le=86_400)
 
@@ -66,6 +68,7 @@ class BackstopConfig(ConfigTable):
             fraction=self.fraction,
             reprice_tolerance=self.reprice_tolerance,
             verify_seconds=self.verify_seconds,
+            close_last=self.close_last,
         )
 
 

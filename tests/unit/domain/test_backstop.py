@@ -30,7 +30,7 @@ BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
 TEN = Targets(Target(D(10), D(8), D(12)))
 SLIP = D("0.0005")
-ONE_LEVEL = BackstopSettings(levels=1, liquidation_buffer=None)
+ONE_LEVEL = BackstopSettings(levels=1, liquidation_buffer=None, close_last=False)
 
 
 def snapshot(
@@ -116,7 +116,10 @@ def test_plan_backstops_when_isolated_in_the_first_tier_then_one_level_closing_t
     # could sit before it: the one level takes the whole leg.
     position = leg(contracts="0.1", margin="500")
     plan = plan_backstops(
-        snapshot(position, wallet="10000"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+        snapshot(position, wallet="10000"),
+        TEN,
+        BackstopSettings(liquidation_buffer=None, close_last=False),
+        SLIP,
     )
     (stop,) = plan.stops
     assert stop.scope == "acct/BTC/USDT:USDT"
@@ -134,7 +137,10 @@ def test_plan_backstops_when_isolated_in_a_higher_tier_then_the_ladder_goes_on()
     # tier, takes the rest.
     position = leg(contracts="2", margin="10000")
     plan = plan_backstops(
-        snapshot(position, wallet="0"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+        snapshot(position, wallet="0"),
+        TEN,
+        BackstopSettings(liquidation_buffer=None, close_last=False),
+        SLIP,
     )
     first, second = plan.stops
     assert close(first.trigger_price, D(50000) * (1 - D(8050) / 84500))
@@ -191,7 +197,7 @@ def test_plan_backstops_when_hedge_mode_then_each_leg_its_own_stop() -> None:
 
 def test_plan_backstops_when_fraction_then_that_share_of_what_is_left_per_level() -> None:
     # Half of 1 BTC, then half of the 0.5 left, then of the 0.25: 0.5, 0.25, 0.125.
-    settings = BackstopSettings(fraction=D("0.5"), liquidation_buffer=None)
+    settings = BackstopSettings(fraction=D("0.5"), liquidation_buffer=None, close_last=False)
     plan = plan_backstops(snapshot(leg()), TEN, settings, SLIP)
     assert [s.amount for s in plan.stops] == [D("0.5"), D("0.25"), D("0.125")]
     assert [s.level for s in plan.stops] == [1, 2, 3]
@@ -203,7 +209,7 @@ def test_plan_backstops_when_fraction_then_that_share_of_what_is_left_per_level(
 def test_plan_backstops_when_liquidation_buffer_then_trigger_that_far_from_liquidation() -> None:
     # Liquidation at d_L = 4800/49800 = 0.0963855 (45180.723). A buffer of 1% of the
     # price: (d_L - d)/(1 - d) = 0.01 -> d = (d_L - 0.01)/0.99 = 0.0872581 -> 45637.094.
-    settings = BackstopSettings(levels=1, liquidation_buffer=D("0.01"))
+    settings = BackstopSettings(levels=1, liquidation_buffer=D("0.01"), close_last=False)
     (stop,) = plan_backstops(snapshot(leg()), TEN, settings, SLIP).stops
     assert close(stop.trigger_price, "45637.093830")
     liquidation = D("45180.722891566265")
@@ -216,7 +222,7 @@ def test_plan_backstops_when_cut_under_the_minimum_then_rounded_up_to_it() -> No
     plan = plan_backstops(
         snapshot(leg(contracts="0.003"), wallet="15"),
         TEN,
-        BackstopSettings(liquidation_buffer=None),
+        BackstopSettings(liquidation_buffer=None, close_last=False),
         SLIP,
     )
     (stop,) = plan.stops
@@ -229,7 +235,7 @@ def test_plan_backstops_when_minimum_exceeds_the_leg_then_the_whole_leg() -> Non
     plan = plan_backstops(
         snapshot(leg(contracts="0.002"), wallet="10"),
         TEN,
-        BackstopSettings(liquidation_buffer=None),
+        BackstopSettings(liquidation_buffer=None, close_last=False),
         SLIP,
     )
     (stop,) = plan.stops
@@ -239,7 +245,10 @@ def test_plan_backstops_when_minimum_exceeds_the_leg_then_the_whole_leg() -> Non
 def test_plan_backstops_when_already_past_the_danger_point_then_no_stop_and_a_note() -> None:
     # Wallet 220: MR = 200/220 = 0.91 >= 0.85 at the current mark.
     plan = plan_backstops(
-        snapshot(leg(), wallet="220"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+        snapshot(leg(), wallet="220"),
+        TEN,
+        BackstopSettings(liquidation_buffer=None, close_last=False),
+        SLIP,
     )
     assert plan.stops == ()
     assert any("already past the danger point" in note for note in plan.notes)
@@ -248,7 +257,10 @@ def test_plan_backstops_when_already_past_the_danger_point_then_no_stop_and_a_no
 def test_plan_backstops_when_long_carries_more_equity_than_notional_then_no_stop() -> None:
     # 0.5x: the long can fall to zero without reaching the danger point.
     plan = plan_backstops(
-        snapshot(leg(), wallet="100000"), TEN, BackstopSettings(liquidation_buffer=None), SLIP
+        snapshot(leg(), wallet="100000"),
+        TEN,
+        BackstopSettings(liquidation_buffer=None, close_last=False),
+        SLIP,
     )
     assert plan.stops == ()
     assert any("no danger point at a positive price" in note for note in plan.notes)
@@ -260,12 +272,19 @@ def test_plan_backstops_when_disabled_then_empty() -> None:
 
 def test_plan_backstops_when_isolated_leg_unwatched_then_not_protected() -> None:
     account = snapshot(leg(contracts="0.1", margin="500"), watched=frozenset({ETH}))
-    assert plan_backstops(account, TEN, BackstopSettings(liquidation_buffer=None), SLIP).stops == ()
+    assert (
+        plan_backstops(
+            account, TEN, BackstopSettings(liquidation_buffer=None, close_last=False), SLIP
+        ).stops
+        == ()
+    )
 
 
 def test_plan_backstops_when_cross_leg_unpriced_then_scope_skipped_with_note() -> None:
     unpriced = Position(BTC, Side.LONG, D(1), D(50000), None)
-    plan = plan_backstops(snapshot(unpriced), TEN, BackstopSettings(liquidation_buffer=None), SLIP)
+    plan = plan_backstops(
+        snapshot(unpriced), TEN, BackstopSettings(liquidation_buffer=None, close_last=False), SLIP
+    )
     assert plan.stops == ()
     assert any("no usable mark price" in note for note in plan.notes)
 
@@ -281,7 +300,9 @@ def test_plan_backstops_when_one_cross_leg_unwatched_then_it_moves_but_gets_no_s
 
 
 def test_plan_backstops_when_ladder_then_sorted_and_never_above_the_leg() -> None:
-    plan = plan_backstops(snapshot(leg()), TEN, BackstopSettings(liquidation_buffer=None), SLIP)
+    plan = plan_backstops(
+        snapshot(leg()), TEN, BackstopSettings(liquidation_buffer=None, close_last=False), SLIP
+    )
     assert [s.level for s in plan.stops] == [1, 2, 3]
     assert sum(s.amount for s in plan.stops) <= D(1)
 
@@ -320,7 +341,7 @@ def resting(
     )
 
 
-SETTINGS = BackstopSettings(liquidation_buffer=None)  # reprice tolerance 0.5%
+SETTINGS = BackstopSettings(liquidation_buffer=None, close_last=False)  # reprice tolerance 0.5%
 
 
 def test_reconcile_when_resting_matches_then_kept() -> None:
@@ -393,3 +414,18 @@ def test_reconcile_when_stop_no_longer_resting_then_ignored(status: StopStatus) 
     wanted = stop()
     changes = reconcile_backstops([wanted], [resting(status=status)], SETTINGS)
     assert changes == BackstopChanges(place=(wanted,))
+
+
+def test_plan_backstops_when_close_last_then_the_last_level_takes_what_is_left() -> None:
+    # A dead daemon places no fourth level: the third closes the leg, so the crash that
+    # goes on past it meets no position to liquidate.
+    position = leg()
+    closing = plan_backstops(snapshot(position, wallet="10000"), TEN, BackstopSettings(), SLIP)
+    sized = plan_backstops(
+        snapshot(position, wallet="10000"), TEN, BackstopSettings(close_last=False), SLIP
+    )
+
+    assert [s.level for s in closing.stops] == [1, 2, 3]
+    assert sum(s.amount for s in closing.stops) == position.contracts
+    assert closing.stops[:2] == sized.stops[:2]
+    assert sum(s.amount for s in sized.stops) < position.contracts
