@@ -11,6 +11,10 @@
 4. Breach to order: a mark past a trigger at the paper venue's websocket to the
    reduce-only order at its order endpoint (benchmarks/breach_to_order.py; the figures
    also go to benchmarks/results.json).
+5. The backtest of 60,000 5m bars x 4 policies (benchmarks/backtest_speed.py), requests
+   per steady cycle through the service (benchmarks/requests.py), peak RSS of 1,000
+   real ccxt accounts (benchmarks/markets_rss.py) and, with BENCH_MANY_DAEMONS=1, many
+   daemons on one PostgreSQL (benchmarks/many_daemons.py): all into results.json.
 """
 
 from __future__ import annotations
@@ -131,6 +135,55 @@ async def _bench_accounts(count: int) -> dict[str, object]:
     return figures
 
 
+def bench_requests_per_cycle() -> None:
+    """Requests per steady cycle through the service (source read on demand), per venue."""
+    from benchmarks.requests import requests_per_steady_cycle
+
+    counts = requests_per_steady_cycle()
+    print("requests per steady cycle (the service's own):", counts)
+    _merge({"requests_per_steady_cycle": counts, "requests_per_steady_cycle_goal": 2})
+
+
+def bench_markets_rss() -> None:
+    """Peak RSS of 1,000 real ccxt Binance accounts with the full market list."""
+    from benchmarks.markets_rss import rss_1000_ccxt_accounts
+
+    figures = rss_1000_ccxt_accounts(accounts=1000, unshared_accounts=0)
+    print(f"1,000 ccxt accounts: peak RSS {figures['rss_mib']} MiB (goal < 400)")
+    _merge({"rss_mib_1000_ccxt_accounts": figures["rss_mib"], "rss_1000_ccxt_accounts": figures})
+
+
+def bench_backtest_60k() -> None:
+    """60,000 5m bars x 4 policies, report included (goal < 10 s)."""
+    from benchmarks.backtest_speed import backtest_60k_x4_s
+
+    figures = backtest_60k_x4_s()
+    print(f"backtest 60k x 4: {figures}")
+    _merge({"backtest_60k_x4_s": figures["backtest_60k_x4_s"], "backtest_60k": figures})
+
+
+def bench_many_daemons() -> None:
+    """10,000 paper accounts across 4 processes on one PostgreSQL (BENCH_MANY_DAEMONS=1:
+    it needs more cores than a 2-core machine has; BENCH_MANY_ACCOUNTS sets the count)."""
+    import os
+
+    if os.environ.get("BENCH_MANY_DAEMONS") != "1":
+        print("many daemons: skipped (BENCH_MANY_DAEMONS=1 to run it)")
+        return
+    from benchmarks.many_daemons import bench_many_daemons as run
+
+    accounts = int(os.environ.get("BENCH_MANY_ACCOUNTS", "10000"))
+    figures = run(accounts=accounts, processes=4, rounds=2, interval=60, lease=15)
+    print(f"many daemons: {figures}")
+    _merge({"many_daemons": figures})
+
+
+def _merge(figures: dict[str, object]) -> None:
+    current = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    current.update(figures)
+    RESULTS.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+
 def bench_requests(cycles: int = 5) -> None:
     asyncio.run(_bench_requests(cycles))
 
@@ -163,9 +216,13 @@ async def _bench_requests(cycles: int) -> None:
 
 def main() -> None:
     bench_backtest()
+    bench_backtest_60k()
     bench_accounts()
     bench_requests()
+    bench_requests_per_cycle()
+    bench_markets_rss()
     bench_breach_to_order()
+    bench_many_daemons()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
 
