@@ -353,7 +353,8 @@ def reconcile_backstops(
 
     Wanted stops in level order meet resting ones nearest-the-mark first (highest trigger
     for a sell, lowest for a buy). A pair is kept when its trigger is within
-    `reprice_tolerance` of the wanted one and the amounts are equal; otherwise the resting
+    `reprice_tolerance` of the wanted one and its amount is the wanted one or smaller by
+    at most that tolerance (never larger); otherwise the resting
     one is cancelled and the wanted one placed. Leftover resting stops (the position is
     gone or the ladder shorter) are cancelled; leftover wanted ones are placed. Stops
     that are not resting any more (triggered, cancelled) are not this function's.
@@ -384,5 +385,11 @@ def reconcile_backstops(
 
 
 def _matches(stop: Stop, order: StopOrder, settings: BackstopSettings) -> bool:
+    """Kept when the trigger moved within the tolerance and the resting amount is the
+    wanted one or a little SMALLER (within the tolerance): a ladder re-planned at a new
+    mark can round a level one step either way, and re-placing it for that churned
+    cancel-replace every few cycles. A resting stop larger than wanted is never kept."""
     moved = abs(order.trigger_price - stop.trigger_price) / stop.trigger_price
-    return moved <= settings.reprice_tolerance and order.amount == stop.amount
+    if moved > settings.reprice_tolerance or order.amount > stop.amount:
+        return False
+    return (stop.amount - order.amount) / stop.amount <= settings.reprice_tolerance

@@ -369,6 +369,18 @@ def test_reconcile_when_resting_amount_exceeds_the_leg_now_then_replaced() -> No
     assert changes == BackstopChanges(place=(wanted,), cancel=(held,))
 
 
+def test_reconcile_when_resting_one_step_smaller_then_kept_one_step_larger_then_replaced() -> None:
+    # Re-planned at a new mark, a level can round one step either way (6.803 <-> 6.804
+    # seen on ETH 5m): a stop a step smaller is kept (no cancel-replace churn); a stop a
+    # step larger than wanted never is.
+    smaller, larger = resting(amount="6.803"), resting(amount="6.804")
+    wanted_larger, wanted_smaller = stop(amount="6.804"), stop(amount="6.803")
+
+    assert reconcile_backstops([wanted_larger], [smaller], SETTINGS).keep == (smaller,)
+    changes = reconcile_backstops([wanted_smaller], [larger], SETTINGS)
+    assert changes == BackstopChanges(place=(wanted_smaller,), cancel=(larger,))
+
+
 def test_reconcile_when_position_gone_then_resting_cancelled() -> None:
     held = resting()
     assert reconcile_backstops([], [held], SETTINGS) == BackstopChanges(cancel=(held,))
