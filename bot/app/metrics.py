@@ -239,9 +239,13 @@ class MeteredJournal:
         error: str | None = None,
     ) -> None:
         account = self._accounts.pop(cycle_id, None)
-        if account is not None:
-            self._metrics.cycle_ended(account, status)
-        await self._inner.finish_cycle(cycle_id, status, at, notes, error)
+        try:
+            await self._inner.finish_cycle(cycle_id, status, at, notes, error)
+        finally:
+            # Counted once the journal has the cycle's end (its writes are batched): a
+            # scrape that sees the count also sees the cycle's finish time.
+            if account is not None:
+                self._metrics.cycle_ended(account, status)
 
     async def close_interrupted_cycles(
         self, account: str, at: datetime, keep: int | None = None
