@@ -102,8 +102,8 @@ class BackstopKeeper:
 
     def survey_due(self, snapshot: AccountSnapshot) -> bool:
         """Whether to ask the venue which stops rest. A stop can only have triggered if a
-        leg shrank, so a steady account is asked only every `verify_every` (for stops
-        cancelled by hand): a steady cycle costs no request for its backstops."""
+        leg shrank, so a steady account is asked only every `settings.verify_seconds` (for
+        stops cancelled by hand): a steady cycle costs no request for its backstops."""
         if self._surveyed_legs is None or self._surveyed_at is None:
             return True
         if _legs(snapshot) != self._surveyed_legs:
@@ -180,11 +180,8 @@ class BackstopKeeper:
     ) -> tuple[tuple[Stop, ...], BackstopChanges, tuple[str, ...]]:
         """The ladder `snapshot` wants and what differs from what rests now."""
         wanted = plan_backstops(snapshot, targets, self.settings, policy.slippage_allowance)
-        return (
-            wanted.stops,
-            reconcile_backstops(wanted.stops, self._resting, self.settings),
-            (wanted.notes),
-        )
+        changes = reconcile_backstops(wanted.stops, self._resting, self.settings)
+        return wanted.stops, changes, wanted.notes
 
     async def adjust(
         self,
