@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/paper.toml
 
-.PHONY: install run test lint typecheck unit bench efficacy clean chaos crash fuzz
+.PHONY: install run test lint typecheck unit bench efficacy clean chaos crash fuzz many-daemons
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -56,6 +56,15 @@ fuzz: install
 
 crash: install
 	CRASH_TRIALS=$(CRASH_TRIALS) $(BIN)/pytest -q -s tests/e2e/test_crash.py
+
+# Several `levbot run` processes sharing accounts on one PostgreSQL (leases, fencing,
+# takeover after kill -9); `make test` runs a ~50 s version.
+MANY_DAEMONS_RUN_SECONDS ?= 120
+MANY_DAEMONS_LEASE_SECONDS ?= 15
+many-daemons: install
+	MANY_DAEMONS_RUN_SECONDS=$(MANY_DAEMONS_RUN_SECONDS) \
+		MANY_DAEMONS_LEASE_SECONDS=$(MANY_DAEMONS_LEASE_SECONDS) \
+		$(BIN)/pytest -q -s tests/e2e/test_many_daemons.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
