@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bot.domain.models import OrderSide, Side
 from bot.domain.stops import StopOrder, StopStatus
 from bot.exchange.paper_venue import binance_payloads as payloads
-from bot.exchange.paper_venue.signing import Refusal
+from bot.exchange.paper_venue.signing import Refusal, int_param, positive_param
 from bot.exchange.paper_venue.venue_book import VenueBook
 from bot.exchange.port import InvalidOrder, StopRequest
 
@@ -58,8 +57,8 @@ class AlgoOrders:
             side = OrderSide(params.get("side", "").lower())
         except ValueError:
             raise Refusal(400, -1117, "Invalid side.") from None
-        amount = _decimal(params.get("quantity"), "quantity")
-        trigger = _decimal(params.get("triggerPrice"), "triggerPrice")
+        amount = positive_param(params.get("quantity"), "quantity")
+        trigger = positive_param(params.get("triggerPrice"), "triggerPrice")
         working_type = params.get("workingType", "CONTRACT_PRICE").upper()
         if working_type not in WORKING_TYPES:
             raise Refusal(400, -1100, "Illegal characters found in parameter 'workingType'.")
@@ -122,7 +121,7 @@ class AlgoOrders:
     async def _find(self, params: Params) -> StopOrder:
         symbol = self._symbol(params)
         client_id = params.get("clientAlgoId") or None
-        number = _int_or_none(params.get("algoId"))
+        number = int_param(params.get("algoId"))
         if client_id is None and number is None:
             raise Refusal(400, -1102, "Param 'clientAlgoId' or 'algoId' must be sent.")
         found = await self.book.find_stop(symbol, client_id, number)
@@ -134,20 +133,3 @@ class AlgoOrders:
         if "would trigger immediately" in message:
             return Refusal(400, -2021, "Order would immediately trigger.")
         return self._refusal_for(message)
-
-
-def _decimal(text: str | None, name: str) -> Decimal:
-    try:
-        value = Decimal(text or "")
-    except InvalidOperation:
-        raise Refusal(400, -1102, f"Mandatory parameter '{name}' was not sent.") from None
-    if not value.is_finite() or value <= 0:
-        raise Refusal(400, -4003, f"{name} less than or equal to zero.")
-    return value
-
-
-def _int_or_none(text: str | None) -> int | None:
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +27,7 @@ from bot.exchange.paper_venue.fault_replies import (
     json_reply,
 )
 from bot.exchange.paper_venue.faults import FaultKind, FaultPlan
-from bot.exchange.paper_venue.signing import Refusal, Signer
+from bot.exchange.paper_venue.signing import Refusal, Signer, int_param, positive_param
 from bot.exchange.paper_venue.stream import MarkPriceStreams
 from bot.exchange.paper_venue.venue_book import VenueBook
 from bot.exchange.port import InsufficientFunds, InvalidOrder, OrderRequest
@@ -197,7 +197,7 @@ class PaperVenue:
     async def _query_order(self, params: Params) -> Any:
         symbol = self._symbol(params)
         client_id = params.get("origClientOrderId")
-        number = _int_or_none(params.get("orderId"))
+        number = int_param(params.get("orderId"))
         if not client_id and number is not None:
             # By orderId: how a triggered stop's market order (its actualOrderId) is found.
             by_number = await self.book.find_order_by_number(symbol, number)
@@ -221,11 +221,11 @@ class PaperVenue:
 
     async def _history(self, params: Params) -> Any:
         rows = self.book.transfer_history(
-            params.get("type"), _int_or_none(params.get("startTime")),
-            _int_or_none(params.get("endTime")),
+            params.get("type"), int_param(params.get("startTime")),
+            int_param(params.get("endTime")),
         )  # fmt: skip
-        size = min(100, _int_or_none(params.get("size")) or 10)
-        page = max(1, _int_or_none(params.get("current")) or 1)
+        size = min(100, int_param(params.get("size")) or 10)
+        page = max(1, int_param(params.get("current")) or 1)
         return payloads.transfer_rows(rows[(page - 1) * size : page * size], len(rows))
 
     # -- writes -----------------------------------------------------------------------
@@ -238,7 +238,7 @@ class PaperVenue:
             side = OrderSide(params.get("side", "").lower())
         except ValueError:
             raise Refusal(400, -1117, "Invalid side.") from None
-        amount = _decimal(params.get("quantity"), "quantity")
+        amount = positive_param(params.get("quantity"), "quantity")
         reduce_only = params.get("reduceOnly", "false").lower() == "true"
         leg_name = params.get("positionSide", "BOTH").upper()
         if leg_name in ("LONG", "SHORT"):
@@ -271,7 +271,7 @@ class PaperVenue:
 
     async def _margin(self, params: Params) -> Any:
         symbol = self._symbol(params)
-        amount = _decimal(params.get("amount"), "amount")
+        amount = positive_param(params.get("amount"), "amount")
         add = params.get("type") == "1"
         leg_name = params.get("positionSide", "BOTH").upper()
         snapshot = await self.book.snapshot()
@@ -295,7 +295,7 @@ class PaperVenue:
             raise Refusal(400, -1100, "Illegal characters found in parameter 'type'.")
         if params.get("asset") != self.book.settle:
             raise Refusal(400, -4001, "Invalid asset.")
-        amount = _decimal(params.get("amount"), "amount")
+        amount = positive_param(params.get("amount"), "amount")
         try:
             tran_id = await self.book.transfer(amount, kind == payloads.TRANSFER_TYPES[True])
         except InsufficientFunds:
@@ -337,23 +337,6 @@ def _order_refusal(message: str) -> Refusal:
     if "precision" in message:
         return Refusal(400, -1111, "Precision is over the maximum defined for this asset.")
     return Refusal(400, -1013, f"Invalid quantity. ({message})")
-
-
-def _decimal(text: str | None, name: str) -> Decimal:
-    try:
-        value = Decimal(text or "")
-    except InvalidOperation:
-        raise Refusal(400, -1102, f"Mandatory parameter '{name}' was not sent.") from None
-    if not value.is_finite() or value <= 0:
-        raise Refusal(400, -4003, f"{name} less than or equal to zero.")
-    return value
-
-
-def _int_or_none(text: str | None) -> int | None:
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None
 
 
 async def serve(venue: PaperVenue, host: str, port: int, stop: asyncio.Event) -> None:

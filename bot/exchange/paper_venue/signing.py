@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
 from bot.exchange.paper_venue import binance_payloads as payloads
@@ -69,3 +70,22 @@ class Signer:
         if timestamp > now_ms + 1000 or now_ms - timestamp > window:
             raise Refusal(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         return params
+
+
+def positive_param(text: str | None, name: str) -> Decimal:
+    """A request's positive number, refused the way Binance refuses it."""
+    try:
+        value = Decimal(text or "")
+    except InvalidOperation:
+        raise Refusal(400, -1102, f"Mandatory parameter '{name}' was not sent.") from None
+    if not value.is_finite() or value <= 0:
+        raise Refusal(400, -4003, f"{name} less than or equal to zero.")
+    return value
+
+
+def int_param(text: str | None) -> int | None:
+    """A request's optional integer (absent or unreadable: None)."""
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
