@@ -115,6 +115,17 @@ class LevbotMetrics:
             "levbot_exchange_request_seconds", "Exchange request latency", ["venue", "kind"],
             buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
+        # The page renders what is counted before it reads the gauges from the journal
+        # (see `page`): the same families, split in two registries.
+        self._counted = CollectorRegistry()
+        self._read = CollectorRegistry()
+        for counted in (self.cycles, self.actions, self.alerts_queued, self.alerts_sent,
+                        self.requests, self.errors, self.latency):  # fmt: skip
+            self._counted.register(counted)
+        for family in (self.leverage, self.target, self.band_min, self.band_max,
+                       self.margin_ratio, self.liquidation_distance, self.equity, self.state,
+                       self.last_success, self.healthy):  # fmt: skip
+            self._read.register(family)
 
     # -- hooks ----------------------------------------------------------------------
 
@@ -151,9 +162,14 @@ class LevbotMetrics:
         services: Sequence[AccountService],
         now: datetime,
     ) -> bytes:
-        """The exposition text, with the gauges read from the journal just now."""
+        """The exposition text, with the gauges read from the journal just now.
+
+        The counters are rendered first, then the gauges read: a cycle is counted only
+        once the journal has its end, so a page that counts a cycle also shows its finish
+        time, even when the cycle ends while the journal is being read."""
+        counted = generate_latest(self._counted)
         await self.refresh(journal, config, services, now)
-        return generate_latest(self.registry)
+        return counted + generate_latest(self._read)
 
     async def refresh(
         self,

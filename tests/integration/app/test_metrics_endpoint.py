@@ -20,8 +20,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app.config import ConfigError, LevbotConfig, load_config
+from bot.app.metrics import LevbotMetrics
 from bot.clock import utc_now
+from bot.domain.vocabulary import CycleStatus
 from bot.entrypoints.daemon import Daemon
+from bot.store.journal import Journal
 
 INTERVAL = 60  # seconds: the scheduler runs the first cycle only; the test runs the next
 
@@ -251,3 +254,28 @@ async def test_daemon_when_the_metrics_port_is_taken_then_it_still_cycles_and_wa
 
     assert daemon.metrics_server is None
     assert f"metrics: cannot listen on 127.0.0.1:{port}" in caplog.text
+
+
+async def test_metrics_page_when_a_cycle_ends_during_the_scrape_then_count_and_time_agree(
+    tmp_path: Path,
+) -> None:
+    """A scrape reads the gauges from the journal, then renders the counters: a cycle that
+    ends in between must not show in the count without its finish time (seen in CI)."""
+    config = load_config(write_config(tmp_path / "levbot.toml", "127.0.0.1:1"))
+    for delay in range(40):  # ms: every point in the scrape at which the cycle can end
+        metrics = LevbotMetrics()
+        async with await Journal.open(f"sqlite:///{tmp_path / f'{delay}.sqlite'}") as journal:
+            metered = metrics.journal(journal)
+            at = utc_now()
+            cycle_id = await metered.start_cycle("paper", at)
+            scrape = asyncio.create_task(metrics.page(journal, config, [], at))
+            await asyncio.sleep(delay / 1000)
+            await metered.finish_cycle(cycle_id, CycleStatus.OK, at)
+            page = (await scrape).decode()
+            found = samples(page)
+        counted = value(found, "levbot_cycles_total", account="paper", status="ok")
+        last = value(found, "levbot_last_successful_cycle_timestamp_seconds", account="paper")
+        if counted:
+            assert last is not None, f"ended {delay} ms into the scrape: counted, no finish time"
+    families = {family.name for family in text_string_to_metric_families(page)}
+    assert {family.name for family in metrics.registry.collect()} <= families  # none left out
