@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.domain.vocabulary import AlertLevel
-from bot.store.journal import Journal
-from bot.store.outbox import LOG_LEVELS, one_line
 from bot.store.records import AlertRecord
+
+if TYPE_CHECKING:
+    # Only a type here: the backtest runs the cycle without the database's libraries.
+    from bot.store.journal import Journal
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class LogChannel:
 
     async def deliver(self, level: AlertLevel, text: str) -> None:
         """Log an alert straight away, without the outbox."""
+        # Imported here: the outbox module brings SQLAlchemy, which only a daemon has.
+        from bot.store.outbox import LOG_LEVELS, one_line
+
         logger.log(LOG_LEVELS[level], "ALERT [%s] %s", level.value, one_line(text))
 
 
