@@ -10,9 +10,12 @@ import itertools
 import json
 import logging
 import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from operator import eq, ge, gt, le, lt, mul, or_, sub
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -61,9 +64,9 @@ class PriceSeries:
         """The most common spacing between bars."""
         if len(self.bars) < 2:
             return 0
-        gaps: dict[int, int] = {}
-        for a, b in zip(self.bars, self.bars[1:], strict=False):
-            gaps[b.timestamp - a.timestamp] = gaps.get(b.timestamp - a.timestamp, 0) + 1
+        stamps = [bar.timestamp for bar in self.bars]
+        # Counted in first-seen order, so a tie goes to the gap seen first.
+        gaps: Counter[int] = Counter(map(sub, stamps[1:], stamps[:-1]))
         return max(gaps, key=lambda gap: gaps[gap])
 
 
@@ -76,14 +79,20 @@ def load_prices(path: Path) -> PriceSeries:
         raise PriceFileError(f"{path}: not a readable text file ({error})") from None
     if len(rows) < 2:
         raise PriceFileError(f"{path}: needs at least 2 candles, found {len(rows)}")
-    bars = [_bar(path, where, row) for where, row in rows]
-    for previous, bar in itertools.pairwise(bars):
-        if bar.timestamp == previous.timestamp:
-            raise PriceFileError(f"{path}: duplicate timestamp {bar.timestamp}")
-        if bar.timestamp < previous.timestamp:
-            raise PriceFileError(
-                f"{path}: timestamps not sorted ({bar.timestamp} after {previous.timestamp})"
-            )
+    # A year of 5m bars is 100k rows: they are read a column at a time, and only a file
+    # that fails a check is read again row by row, for the message naming the first bad row.
+    bars = _bars_by_column(rows)
+    if bars is None:
+        bars = [_bar(path, where, row) for where, row in rows]
+    stamps = [bar.timestamp for bar in bars]
+    if not all(map(lt, stamps, stamps[1:])):
+        for previous, bar in itertools.pairwise(bars):
+            if bar.timestamp == previous.timestamp:
+                raise PriceFileError(f"{path}: duplicate timestamp {bar.timestamp}")
+            if bar.timestamp < previous.timestamp:
+                raise PriceFileError(
+                    f"{path}: timestamps not sorted ({bar.timestamp} after {previous.timestamp})"
+                )
     _check_milliseconds(path, bars[-1].timestamp)
     return _clamp_bad_ticks(bars)
 
@@ -124,7 +133,24 @@ def _check_milliseconds(path: Path, latest: int) -> None:
         )
 
 
-def _read_csv(path: Path) -> list[tuple[str, list[str]]]:
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """A file's candles as text columns (timestamp, open, high, low, close), and where
+    each row is in the file."""
+
+    unit: str  # "line" or "candle"
+    numbers: Sequence[int]
+    columns: tuple[Sequence[str], ...]
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __iter__(self) -> Iterator[tuple[str, list[str]]]:
+        for number, *row in zip(self.numbers, *self.columns, strict=True):
+            yield f"{self.unit} {number}", row
+
+
+def _read_csv(path: Path) -> _Rows:
     with path.open(newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -136,17 +162,50 @@ def _read_csv(path: Path) -> list[tuple[str, list[str]]]:
         if missing:
             raise PriceFileError(f"{path}: missing column(s) {', '.join(missing)}")
         index = [names.index(w) for w in wanted]
-        rows: list[tuple[str, list[str]]] = []
+        try:
+            lines = _plain_lines(handle.read(), len(names))
+        except UnicodeDecodeError:
+            lines = None
+    if lines is not None:
+        cells = ",".join(lines).split(",")
+        columns = tuple(cells[i :: len(names)] for i in index)
+        return _Rows("line", range(2, len(lines) + 2), columns)
+    # Read again by the csv module, row by row, so the problem met first is the one named.
+    numbers: list[int] = []
+    rows: list[list[str]] = []
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
         for line, raw in enumerate(reader, start=2):
             if not raw:
                 continue
             if len(raw) < len(names):
                 raise PriceFileError(f"{path}: line {line} has {len(raw)} fields")
-            rows.append((f"line {line}", [raw[i] for i in index]))
-    return rows
+            numbers.append(line)
+            rows.append([raw[i] for i in index])
+    return _Rows("line", numbers, tuple(zip(*rows, strict=True)) if rows else ((),) * 5)
 
 
-def _read_json(path: Path) -> list[tuple[str, list[str]]]:
+def _plain_lines(text: str, fields: int) -> list[str] | None:
+    """The lines after the header when each is `fields` plain values (no quotes, blank
+    lines, NULs or lone CRs, no value over the csv module's size limit): split the way
+    `csv.reader` would split them. None for anything else, which the csv module reads."""
+    if '"' in text or "\0" in text:
+        return None
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines or max(map(len, lines)) > csv.field_size_limit():
+        return None
+    if not all(map(eq, map(str.count, lines, itertools.repeat(",")), itertools.repeat(fields - 1))):
+        return None
+    return lines
+
+
+def _read_json(path: Path) -> _Rows:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -155,12 +214,38 @@ def _read_json(path: Path) -> list[tuple[str, list[str]]]:
         raise PriceFileError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, list):
         raise PriceFileError(f"{path}: expected a list of [ms, o, h, l, c, v] candles")
-    rows: list[tuple[str, list[str]]] = []
+    rows: list[list[str]] = []
     for i, candle in enumerate(data):
         if not isinstance(candle, list) or len(candle) < 5:
             raise PriceFileError(f"{path}: candle {i} is not [ms, o, h, l, c, v]")
-        rows.append((f"candle {i}", [str(v) for v in candle[:5]]))
-    return rows
+        rows.append([str(v) for v in candle[:5]])
+    return _Rows("candle", range(len(rows)), tuple(zip(*rows, strict=True)) if rows else ((),) * 5)
+
+
+def _bars_by_column(rows: _Rows) -> list[Bar] | None:
+    """The bars `_bar` makes of every row (two or more), or None if any row fails one of
+    its checks."""
+    stamp_texts, *price_texts = rows.columns
+    try:
+        stamps = list(map(float, stamp_texts))
+        # Decimal ignores the spaces around a number as `_number`'s strip() does.
+        o, h, low, c = (list(map(Decimal, texts)) for texts in price_texts)
+        # `_bar`'s bracket check (high >= low follows from these). Every price takes part
+        # in a comparison, and comparing a NaN raises InvalidOperation.
+        brackets = (map(ge, h, o), map(ge, h, c), map(le, low, o), map(le, low, c))
+        if not all(itertools.chain(*brackets)):
+            return None
+    except (ValueError, InvalidOperation):
+        return None
+    # Bracketed, every price lies in [min(low), max(high)]: an infinity is out of these
+    # bounds too.
+    if min(low) <= 0 or max(h) > MAX_PRICE:
+        return None
+    if not all(map(math.isfinite, stamps)) or not (
+        min(stamps) > 0 and max(stamps) <= MAX_TIMESTAMP_MS
+    ):
+        return None
+    return list(map(Bar, map(int, stamps), o, h, low, c))
 
 
 def _bar(path: Path, where: str, row: list[str]) -> Bar:
@@ -205,7 +290,8 @@ def _price(path: Path, where: str, name: str, text: str) -> Decimal:
 
 def _clamp_bad_ticks(bars: list[Bar]) -> PriceSeries:
     clamped: list[int] = []
-    for i, bar in enumerate(bars):
+    for i in _wick_suspects(bars):
+        bar = bars[i]
         neighbours = bars[max(0, i - 1) : i] + bars[i + 1 : i + 2]
         body_high, body_low = max(bar.open, bar.close), min(bar.open, bar.close)
         ceiling = max([body_high, *(n.high for n in neighbours)])
@@ -227,3 +313,17 @@ def _clamp_bad_ticks(bars: list[Bar]) -> PriceSeries:
             clamped.append(bar.timestamp)
             bars[i] = replace(bar, high=high, low=low)
     return PriceSeries(tuple(bars), tuple(clamped))
+
+
+def _wick_suspects(bars: list[Bar]) -> list[int]:
+    """Indexes of the bars whose wick reaches past the ratio from their own body: the
+    first half of each test in `_clamp_bad_ticks`, which no other bar can pass. Taken a
+    column at a time (the same Decimal products), in order, so a clamped bar is still
+    the neighbour the next suspect sees."""
+    opens = [bar.open for bar in bars]
+    closes = [bar.close for bar in bars]
+    tops = map(mul, map(max, opens, closes), itertools.repeat(1 + BAD_TICK_RATIO))
+    bottoms = map(mul, map(min, opens, closes), itertools.repeat(1 - BAD_TICK_RATIO))
+    high_wick = map(gt, [bar.high for bar in bars], tops)
+    low_wick = map(lt, [bar.low for bar in bars], bottoms)
+    return list(itertools.compress(itertools.count(), map(or_, high_wick, low_wick)))
