@@ -25,6 +25,8 @@ from bot.domain.targets import Target, Targets
 # the leg keeps its leverage (its margin is released pro rata), and rounding must not
 # turn "the same price" into a level a hair further out.
 _NO_MOVE = Decimal("1e-9")
+# A size within this many steps of a step boundary is on it (see `_rounded`).
+_STEP_NOISE = Decimal("1e-12")
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +287,12 @@ def _amounts(
             return []
         # Cutting dN costs (fee + slippage) * dN of equity: dN = (N' - T*E') / (1 - T*(f+s)).
         cut = min((gross - target * scope.equity) / denominator, total)
-        wanted = [
-            cut * leg.notional / total / (leg.position.contract_size * leg.mark)
-            if leg.actable
-            else ZERO
-            for leg in scope.legs
-        ]
+        # Split by notional: each actable leg gives the same share of its contracts. As
+        # a share (not notional back to contracts through the mark), a cut of everything
+        # is exactly every contract: 28-digit division put it a hair under, which the
+        # step rounded a whole step down, by the mark's last digits.
+        share = cut / total
+        wanted = [leg.contracts * share if leg.actable else ZERO for leg in scope.legs]
     for leg, contracts in zip(scope.legs, wanted, strict=True):
         amounts.append(_rounded(leg, contracts, slippage) if contracts > ZERO else ZERO)
     if not any(amounts):
@@ -310,9 +312,13 @@ def _rounded(leg: _Leg, contracts: Decimal, slippage: Decimal) -> Decimal:
     rules = _rules(leg)
     step = rules.amount_step
     assert step is not None
-    amount = min(round_down(contracts, step), leg.contracts)
+    # 28-digit arithmetic lands a size that is a whole number of steps a few units of
+    # its last digit either side, by the mark's last digits: that is noise, not a step
+    # more or less (a level re-planned at each mark flipped a step back and forth).
+    noise = step * _STEP_NOISE
+    amount = min(round_down(contracts + noise, step), leg.contracts)
     worst_unit = leg.position.contract_size * leg.mark * (ONE - slippage)
-    minimum = max(rules.min_amount, round_up(rules.min_cost / worst_unit, step), step)
+    minimum = max(rules.min_amount, round_up(rules.min_cost / worst_unit - noise, step), step)
     if amount < minimum:
         amount = minimum if minimum <= leg.contracts else leg.contracts
     return amount

@@ -57,7 +57,8 @@ def test_replay_when_steady_path_on_5m_bars_then_outputs_equal_the_full_cycles(
     side: Side, margin_mode: MarginMode, outage: tuple[int, int] | None
 ) -> None:
     # ETH perp 5m from 2022-06-10, 700 bars: de-levering, stops, the stream, and a level-2
-    # amount on a step boundary that the full cycles re-place back and forth.
+    # amount exactly on a step boundary (which once flipped a step with the mark, so the
+    # full cycles re-placed it while the steady path kept it: see test_backstop.py).
     series = _slice(load_prices(ETH_5M), 2_600, 700)
     scenario = Scenario(
         symbol="ETH/USDT:USDT", side=side, target=Target(D(10), D(8), D(12)),

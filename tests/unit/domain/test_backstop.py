@@ -6,6 +6,7 @@ scope moves adversely by the same `d`: mark m -> m(1 - s*d), E(d) = E0 - N0*d.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
@@ -441,3 +442,20 @@ def test_plan_backstops_when_close_last_then_the_last_level_takes_what_is_left()
     assert sum(s.amount for s in closing.stops) == position.contracts
     assert closing.stops[:2] == sized.stops[:2]
     assert sum(s.amount for s in sized.stops) < position.contracts
+
+
+def test_plan_backstops_when_a_level_is_whole_steps_then_every_mark_sizes_it_alike() -> None:
+    # Seen in a replay (ETH perp 5m, 2022-06-10, target 10): the same wallet and leg give
+    # level 2 exactly 6.804 ETH, which 28-digit arithmetic lands a few units of the last
+    # digit either side of, by the mark's last digits; rounded down, some marks made it
+    # 6.803 and the daemon re-placed the level back and forth. Within one state the
+    # ladder does not depend on the mark.
+    def ladder(mark: D) -> list[tuple[int, D]]:
+        position = replace(leg(ETH, contracts="56.204", price="1779.22"), mark_price=mark)
+        plan = plan_backstops(snapshot(position, wallet="10000"), TEN, BackstopSettings(), SLIP)
+        return [(s.level, s.amount) for s in plan.stops]
+
+    expected = ladder(D("1779.22"))
+    assert [amount for _, amount in expected] == [D("48.284"), D("6.804"), D("1.116")]
+    marks = [D("1700") + D("0.37") * i for i in range(500)]  # 1700 .. 1884.63
+    assert [m for m in marks if ladder(m) != expected] == []
