@@ -140,6 +140,9 @@ class LevbotPolicy(BacktestPolicy):
     # Set while the service's triggers are those of an earlier mark: the state and the
     # marks a skipped cycle saw, at which `settle_trigger` computes them as it would have.
     _skipped: tuple[tuple[object, ...], tuple[Decimal, ...]] | None = None
+    # The state (stop book included) and targets at which the resting ladder was last
+    # planned and found kept: see `_ladder_kept`.
+    _kept: tuple[object, ...] | None = None
 
     @property
     def streams(self) -> bool:
@@ -161,18 +164,17 @@ class LevbotPolicy(BacktestPolicy):
         log: MemoryJournal,
         may_skip: bool = False,
     ) -> None:
-        if (
-            self.steady
-            and (may_skip or not self.stream)
-            and self._steady_at(exchange)
-            and await self._ladder_kept(exchange)
-        ):
-            # What the cycle would do here: read the snapshot, plan nothing (every scope
-            # stays inside the triggers the last cycle left, so in its band), keep the
-            # ladder (checked), recompute the triggers (done when asked: settle_trigger).
-            self._skipped = (_state(exchange), _marks(exchange))
-            return
+        if self.steady and (may_skip or not self.stream) and self._steady is not None:
+            state = _state(exchange)
+            if self._steady_at(exchange, state) and await self._ladder_kept(exchange, state, log):
+                # What the cycle would do here: read the snapshot, plan nothing (every
+                # scope stays inside the triggers the last cycle left, so in its band),
+                # keep the ladder (checked), recompute the triggers (done when asked:
+                # settle_trigger).
+                self._skipped = (state, _marks(exchange))
+                return
         self._skipped = None
+        self._kept = None  # the cycle may change what the keeper holds resting
         if self._service is None:
             runtime = AccountRuntime(
                 name=self.name,
@@ -207,13 +209,14 @@ class LevbotPolicy(BacktestPolicy):
         ):
             self._steady = (_state(exchange), dict(self._service.triggers))
 
-    def _steady_at(self, exchange: SimulatedExchange) -> bool:
-        """Whether a cycle now would do nothing: the state is the last no-op cycle's and
-        every mark is inside that cycle's triggers (the planner acts only past them)."""
+    def _steady_at(self, exchange: SimulatedExchange, now: tuple[object, ...]) -> bool:
+        """Whether a cycle now would do nothing: the state (`now`) is the last no-op
+        cycle's and every mark is inside that cycle's triggers (the planner acts only
+        past them)."""
         if self._steady is None or self._service is None:
             return False
         state, triggers = self._steady
-        if _state(exchange) != state:
+        if now != state:
             return False
         for symbol, trigger in triggers.items():
             mark = exchange.mark(symbol)
@@ -223,20 +226,33 @@ class LevbotPolicy(BacktestPolicy):
                 return False
         return True
 
-    async def _ladder_kept(self, exchange: SimulatedExchange) -> bool:
-        """Whether the cycle would leave the resting ladder as it is. The ladder depends
-        on the mark only through Decimal's last digits, but those can move an amount
-        sitting on a step boundary by one step (and the daemon re-places it): so it is
-        planned here as the cycle would, not assumed."""
+    async def _ladder_kept(
+        self, exchange: SimulatedExchange, state: tuple[object, ...], log: MemoryJournal
+    ) -> bool:
+        """Whether the cycle would leave the resting ladder as it is.
+
+        Planned as the cycle would, once per state: a replay has one leg, and a one-leg
+        scope's ladder is a function of the state alone (each trigger is the price where
+        the wallet and the leg reach the danger point, each size the cut back to target
+        there); the mark a snapshot was taken at enters only through Decimal's 28th
+        digit, far below a step or the re-price tolerance. A scope of several legs (each
+        moving with the others from where it is) is planned at every cycle. `state` is
+        `_state(exchange)`; the targets are the config's with the owner's overrides."""
         if self._service is None:
             return False
         keeper = self._service.keeper
         if not keeper.active:
             return True
-        snapshot = await exchange.fetch_snapshot(include_source=False)
+        overrides = await log.target_overrides(self.name)
+        single_leg = len(exchange.positions()) <= 1
+        if single_leg and self._kept == (state, overrides):
+            return True
         targets = await self._service.current_targets()
+        snapshot = await exchange.fetch_snapshot(include_source=False)
         _, changes, _ = keeper.changes(snapshot, targets, self.policy)
-        return not changes.place and not changes.cancel
+        kept = not changes.place and not changes.cancel
+        self._kept = (state, overrides) if kept and single_leg else None
+        return kept
 
     async def settle_trigger(self, exchange: SimulatedExchange, adverse: Decimal) -> None:
         if self._skipped is None or self._service is None:
@@ -360,9 +376,9 @@ def _state(exchange: SimulatedExchange) -> tuple[object, ...]:
             (p.symbol, p.side, p.contracts, p.entry_price, p.margin_mode, p.isolated_margin)
             for p in exchange.positions()
         ),
-        exchange.stop_book(),
+        exchange.stop_revision,  # the stop book (it only grows: a new revision differs)
     )
 
 
 def _marks(exchange: SimulatedExchange) -> tuple[Decimal, ...]:
-    return tuple(exchange.mark(p.symbol) for p in exchange.positions())
+    return tuple([exchange.mark(p.symbol) for p in exchange.positions()])

@@ -43,11 +43,12 @@ from bot.backtest.results import (
 )
 from bot.backtest.scenario import Scenario, ScenarioError, make_policy
 from bot.domain.actions import Action, ActionKind, CancelStop, Order, PlaceStop, StopFilled
-from bot.domain.leverage import maintenance_from_tiers, round_down
-from bot.domain.models import ZERO, MarginMode, Side
+from bot.domain.leverage import maintenance_from_tiers, round_down, tier_brackets
+from bot.domain.models import ZERO, MarginMode, MarketRules, Side
 from bot.domain.stops import StopOrder
 from bot.exchange.port import OrderResult
 from bot.exchange.sim.exchange import SimulatedExchange
+from bot.exchange.sim.positions import SimPosition
 from bot.exchange.sim.prices import Bar, FundingRate, PriceSeries
 
 __all__ = [
@@ -88,10 +89,10 @@ def run_backtest(
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             child = pool.submit(_run_one, scenario, series, tuple(funding), heavy)
-            results = asyncio.run(_run_all(rest, series, funding, None))
+            results = _run_all(rest, series, funding, None)
             results[heavy] = child.result()
         return {name: results[name] for name in names}
-    return asyncio.run(_run_all(scenario, series, funding, on_bar))
+    return _run_all(scenario, series, funding, on_bar)
 
 
 # The policies that run the daemon's cycle: far costlier per bar than the baselines.
@@ -106,18 +107,25 @@ def _run_one(
     scenario: Scenario, series: PriceSeries, funding: Sequence[FundingRate], name: str
 ) -> PolicyResult:
     only = replace(scenario, policies=(name,))
-    return asyncio.run(_run_all(only, series, funding, None))[name]
+    return _run_all(only, series, funding, None)[name]
 
 
-async def _run_all(
+def _run_all(
     scenario: Scenario,
     series: PriceSeries,
     funding: Sequence[FundingRate],
     on_bar: Callable[[str], None] | None,
 ) -> dict[str, PolicyResult]:
     results: dict[str, PolicyResult] = {}
-    for name in scenario.policies:
-        results[name] = await _Replay(scenario, series.bars, funding, name, on_bar).run()
+
+    async def replay() -> None:
+        # Results are handed over here, not returned: `asyncio.run` formats its main
+        # task (result included) when it restores the SIGINT handler, and the repr of
+        # a 60,000-row timeline cost a second.
+        for name in scenario.policies:
+            results[name] = await _Replay(scenario, series.bars, funding, name, on_bar).run()
+
+    asyncio.run(replay())
     return results
 
 
@@ -144,7 +152,9 @@ class _Replay:
         self._scope_memo: (
             tuple[tuple[tuple[object, ...], Decimal], tuple[Decimal, Decimal, Decimal]] | None
         ) = None
-        self._stops_memo: tuple[tuple[StopOrder, ...], tuple[StopOrder, ...]] | None = None
+        self._stops_memo: tuple[int, tuple[StopOrder, ...], Decimal | None] | None = None
+        self._leg: _OneLeg | None = None
+        self._leverage_memo: tuple[tuple[Decimal, Decimal, Decimal], Decimal | None] | None = None
         self.exchange = SimulatedExchange(
             markets={scenario.symbol: self.rules},
             clock=lambda: self.now,
@@ -214,13 +224,20 @@ class _Replay:
         if self.policy.rests_stops:
             await self._fill_stops(bar, price, adverse)
         seen = len(self.log.outcomes)
-        ratio = self._margin_ratio(adverse)
+        figures = self._scope(adverse)
+        ratio = _ratio(figures)
         await self.policy.intrabar(self.exchange, ratio, self.now, self.log)
         self._record_actions(seen, bar, bar.close)
-        # Only what the policy journaled can have changed the scope (`_scope` is keyed
-        # on the state anyway); most bars nothing acts here.
-        worst = self._margin_ratio(adverse) if len(self.log.outcomes) != seen else ratio
-        self.result.max_margin_ratio = max(self.result.max_margin_ratio, worst)
+        # Only what the policy journaled can have changed the scope; most bars nothing
+        # acts here.
+        if len(self.log.outcomes) != seen:
+            figures = self._scope(adverse)
+            ratio = _ratio(figures)
+        self.result.max_margin_ratio = max(self.result.max_margin_ratio, ratio)
+        if self._leg is not None and figures[0] > figures[2]:
+            # The venue's liquidation check compares these very figures (`_OneLeg`):
+            # equity above maintenance at the adverse extreme liquidates nothing.
+            return False
         extremes = {Side.LONG: bar.low, Side.SHORT: bar.high}
         if self.exchange.check_liquidation(self.scenario.symbol, extremes):
             self.result.liquidation_time = bar.timestamp
@@ -287,7 +304,9 @@ class _Replay:
         """Fire the resting stops the path from `price` to `until` reaches, nearest first."""
         symbol = self.scenario.symbol
         long = self.scenario.side is Side.LONG
-        resting = await self._resting_stops()
+        resting, nearest = await self._resting_stops()
+        if nearest is None or (nearest < until if long else nearest > until):
+            return  # the path reaches none (most bars)
         reached = sorted(
             {s.trigger_price for s in resting if (s.trigger_price >= until if long
                                                    else s.trigger_price <= until)},
@@ -301,14 +320,19 @@ class _Replay:
                 self._record_stop_fill(bar, order, at)
             price = at
 
-    async def _resting_stops(self) -> tuple[StopOrder, ...]:
-        """`fetch_stops` for the scenario's symbol, read again only when the venue's book
-        changed: the book keeps every stop ever placed, and most bars change none."""
-        book = self.exchange.stop_book()
-        if self._stops_memo is None or self._stops_memo[0] != book:
+    async def _resting_stops(self) -> tuple[tuple[StopOrder, ...], Decimal | None]:
+        """`fetch_stops` for the scenario's symbol and the trigger nearest the mark (the
+        highest for a long's sell stops; None: none rests), read again only when the
+        venue's book changed: most bars change none."""
+        revision = self.exchange.stop_revision
+        if self._stops_memo is None or self._stops_memo[0] != revision:
             resting = await self.exchange.fetch_stops([self.scenario.symbol])
-            self._stops_memo = (book, resting)
-        return self._stops_memo[1]
+            triggers = [s.trigger_price for s in resting]
+            nearest = None
+            if triggers:
+                nearest = max(triggers) if self.scenario.side is Side.LONG else min(triggers)
+            self._stops_memo = (revision, resting, nearest)
+        return self._stops_memo[1], self._stops_memo[2]
 
     def _liquidated_at(self, bar: Bar, price: Decimal) -> bool:
         """The liquidation check at a point of the path before something acts there."""
@@ -388,9 +412,20 @@ class _Replay:
             ),
         )
 
+    def _mark(self) -> Decimal:
+        return self.exchange.mark(self.scenario.symbol)
+
     def _scope(self, mark: Decimal | None = None) -> tuple[Decimal, Decimal, Decimal]:
-        """(equity, notional, maintenance) of the position's scope at `mark`."""
-        price = mark if mark is not None else self.exchange.mark(self.scenario.symbol)
+        """(equity, notional, maintenance) of the position's scope at `mark` (default:
+        the venue's mark)."""
+        price = mark if mark is not None else self._mark()
+        leg = self._leg
+        if leg is None or not leg.current(self.exchange):
+            leg = self._leg = _OneLeg.of(
+                self.exchange, self.rules, self.scenario.side, self._state, leg
+            )
+        if leg is not None:
+            return leg.figures(price)
         key = (self._state(), price)
         if self._scope_memo is not None and self._scope_memo[0] == key:
             return self._scope_memo[1]
@@ -426,14 +461,21 @@ class _Replay:
 
     def _margin_ratio(self, adverse: Decimal) -> Decimal:
         """Margin ratio at the bar's adverse extreme, capped at 1 (liquidation)."""
-        equity, _, maintenance = self._scope(adverse)
-        if maintenance <= ZERO:
-            return ZERO
-        return min(maintenance / equity, Decimal(1)) if equity > ZERO else Decimal(1)
+        return _ratio(self._scope(adverse))
+
+    def _leverage(self, figures: tuple[Decimal, Decimal, Decimal]) -> Decimal | None:
+        """N / E of `_scope`'s figures (None when insolvent); a bar asks up to three
+        times for the same figures (the same tuple), so the last answer is kept."""
+        memo = self._leverage_memo
+        if memo is not None and memo[0] is figures:
+            return memo[1]
+        equity, gross, _ = figures
+        leverage = gross / equity if equity > ZERO else None
+        self._leverage_memo = (figures, leverage)
+        return leverage
 
     def _track_leverage(self, *, before_cycle: bool) -> None:
-        equity, gross, _ = self._scope()
-        leverage = gross / equity if equity > ZERO else None
+        leverage = self._leverage(self._scope())
         if before_cycle:
             if leverage is not None:
                 self.result.max_leverage = max(self.result.max_leverage, leverage)
@@ -444,15 +486,16 @@ class _Replay:
 
     def _timeline(self, bar: Bar, mark: Decimal | None = None) -> None:
         """The state after a cycle; `mark` is where a streamed cycle ran (else the close)."""
-        equity, gross, maintenance = self._scope()
-        leverage = gross / equity if equity > ZERO else None
+        figures = self._scope()  # `_leg` is current after this
+        equity, gross, maintenance = figures
+        leverage = self._leverage(figures)
         ratio = maintenance / equity if equity > ZERO else None
         self.result.timeline.append(
             TimelineRow(
                 timestamp=bar.timestamp,
                 price=bar.close if mark is None else mark,
                 wallet=self.exchange.wallet,
-                equity=self._equity(),
+                equity=self._equity() if self._leg is None else self._leg.equity(self._mark()),
                 notional=gross,
                 leverage=leverage,
                 margin_ratio=ratio,
@@ -511,6 +554,120 @@ class _Replay:
             ZERO,
             reason,
         )
+
+
+class _OneLeg:
+    """The figures of a scope of one position at any price, for one state of the venue.
+
+    A bar asks for (equity, notional, maintenance) at its adverse extreme and its close,
+    and most bars change nothing at the venue: the state's constants are taken once, and
+    each figure is computed by the very operations `SimAccount.cross_equity`,
+    `cross_maintenance` and `_Replay._scope_at` use, in the same order, so the values
+    (exponents included) are the same ones. Valid while the venue holds the same objects
+    (a changed wallet or leg is a new Decimal); the last (state, price) it answered is
+    remembered like `_Replay._scope`'s memo, across a rebuild to an equal state.
+    """
+
+    __slots__ = (
+        "_brackets",
+        "_contracts",
+        "_cross",
+        "_entry",
+        "_margin",
+        "_memo",
+        "_pos",
+        "_signed",
+        "_size",
+        "_source",
+        "_wallet",
+        "key",
+    )  # fmt: skip
+
+    def __init__(self, pos: SimPosition, rules: MarketRules, exchange: SimulatedExchange,
+                 key: tuple[object, ...]) -> None:  # fmt: skip
+        self._pos = pos
+        self._wallet = exchange.wallet
+        self._source = exchange.source
+        self._contracts = pos.contracts
+        self._entry = pos.entry_price
+        self._margin = pos.isolated_margin
+        self._cross = pos.margin_mode is MarginMode.CROSS
+        self._size = pos.contracts * rules.contract_size
+        self._signed = pos.side.sign * self._size
+        self._brackets = tier_brackets(rules.tiers)
+        self.key = key
+        self._memo: tuple[Decimal, tuple[Decimal, Decimal, Decimal]] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        exchange: SimulatedExchange,
+        rules: MarketRules,
+        side: Side,
+        state: Callable[[], tuple[object, ...]],
+        previous: _OneLeg | None,
+    ) -> _OneLeg | None:
+        """The calculator for the venue's state now; None when it does not hold exactly
+        one position of the replay's market and side, with tiers (the generic path
+        serves those)."""
+        positions = exchange.positions()
+        if len(positions) != 1 or not rules.tiers:
+            return None
+        pos = positions[0]
+        if exchange.markets.get(pos.symbol) is not rules or pos.side is not side:
+            return None
+        leg = cls(pos, rules, exchange, state())
+        if previous is not None and previous.key == leg.key:
+            leg._memo = previous._memo
+        return leg
+
+    def current(self, exchange: SimulatedExchange) -> bool:
+        positions = exchange.positions()
+        pos = self._pos
+        return (
+            len(positions) == 1
+            and positions[0] is pos
+            and exchange.wallet is self._wallet
+            and exchange.source is self._source
+            and pos.contracts is self._contracts
+            and pos.entry_price is self._entry
+            and pos.isolated_margin is self._margin
+            and (pos.margin_mode is MarginMode.CROSS) == self._cross
+        )
+
+    def figures(self, price: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+        memo = self._memo
+        if memo is not None and memo[0] == price:
+            return memo[1]
+        pnl = self._signed * (price - self._entry)
+        notional = self._size * price
+        chosen = self._brackets[0]
+        for bracket in self._brackets:
+            if bracket.floor <= notional:
+                chosen = bracket
+            else:
+                break
+        maintenance = notional * chosen.rate - chosen.cum
+        if self._cross:
+            figures = (self._wallet + (ZERO + pnl), ZERO + notional, ZERO + maintenance)
+        else:
+            figures = (self._margin + pnl, notional, maintenance)
+        self._memo = (price, figures)
+        return figures
+
+    def equity(self, mark: Decimal) -> Decimal:
+        """The derivatives equity at `mark` as `_Replay._equity` sums it: the cross
+        wallet with its legs' PnL, plus an isolated leg's own equity."""
+        equity = self.figures(mark)[0]
+        return equity if self._cross else (self._wallet + ZERO) + equity
+
+
+def _ratio(figures: tuple[Decimal, Decimal, Decimal]) -> Decimal:
+    """The margin ratio of (equity, notional, maintenance), capped at 1 (liquidation)."""
+    equity, _, maintenance = figures
+    if maintenance <= ZERO:
+        return ZERO
+    return min(maintenance / equity, Decimal(1)) if equity > ZERO else Decimal(1)
 
 
 def _path_time(bar: Bar, previous: int, mark: Decimal, adverse: Decimal) -> int:

@@ -81,6 +81,9 @@ class SimAccount:
         self._positions: dict[tuple[str, Side], SimPosition] = {}
         self._orders: dict[str, OrderResult] = {}
         self._stops: dict[str, StopOrder] = {}
+        # Bumped whenever the stop book changes: a replay asks every bar whether it did,
+        # and the book keeps every stop ever placed.
+        self.stop_revision = 0
         self._stop_fills: dict[str, str] = {}
         self._next_id = 1
         self.last_fill: Fill | None = None
@@ -109,6 +112,7 @@ class SimAccount:
         self._orders = dict(state.orders)
         self._next_id = state.next_id
         self._stops = dict(state.stops)
+        self.stop_revision += 1
         self._stop_fills = dict(state.stop_fills)
 
     def _new_id(self, prefix: str) -> str:

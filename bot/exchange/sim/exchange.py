@@ -177,6 +177,7 @@ class SimulatedExchange(SimAccount):
             position_side=request.position_side,
         )
         self._stops[request.client_order_id] = order
+        self.stop_revision += 1
         return order
 
     async def cancel_stop(self, order: StopOrder) -> StopOrder:
@@ -187,10 +188,11 @@ class SimulatedExchange(SimAccount):
         if found.resting:
             found = replace(found, status=StopStatus.CANCELED)
             self._stops[found.client_order_id] = found
+            self.stop_revision += 1
         return found
 
     def stop_book(self) -> tuple[StopOrder, ...]:
-        """Every stop the venue holds, in any state (a replay compares them between bars)."""
+        """Every stop the venue holds, in any state (`stop_revision` tells it changed)."""
         return tuple(self._stops.values())
 
     async def fetch_stops(self, symbols: Sequence[str]) -> tuple[StopOrder, ...]:
@@ -239,6 +241,7 @@ class SimulatedExchange(SimAccount):
         for stop in reached(resting, open_price, adverse_price):
             done = self._fire(stop, reference_price(stop, open_price))
             self._stops[stop.client_order_id] = done
+            self.stop_revision += 1
             fired.append(done)
         return fired
 

@@ -322,3 +322,28 @@ async def test_paper_exchange_when_a_replayed_bar_crosses_a_stop_then_it_fires_a
     restarted = PaperExchange(settings, lambda: now[0], bars)
     assert await restarted.fetch_stop(BTC, "s1") == fired
     assert await restarted.fetch_stops([BTC]) == ()
+
+
+async def test_stop_revision_when_the_book_changes_then_it_moves_and_only_then() -> None:
+    exchange = make_exchange()
+    seen = [exchange.stop_revision]
+
+    def moved() -> bool:
+        seen.append(exchange.stop_revision)
+        return seen[-1] != seen[-2]
+
+    placed = await exchange.place_stop(stop("s1", "48000"))
+    assert moved()
+    await exchange.fetch_stops([BTC])
+    exchange.trigger_stops(BTC, D(50000), D(49000))  # reaches nothing
+    assert not moved()
+    await exchange.place_stop(stop("s2", "47000"))
+    assert moved()
+    await exchange.cancel_stop(placed)
+    assert moved()
+    await exchange.cancel_stop(placed)  # not resting any more: nothing changes
+    assert not moved()
+    exchange.trigger_stops(BTC, D(50000), D(46000))
+    assert moved()
+    exchange.restore(exchange.state())
+    assert moved()
