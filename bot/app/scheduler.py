@@ -4,14 +4,21 @@ Cycles start immediately (staggered by a small jitter between accounts), never o
 (`max_instances=1`), collapse missed runs into one (`coalesce`), and give up on a run
 that is later than one interval (`misfire_grace_time`). APScheduler 3's shutdown
 cancels running coroutine jobs, so `drain` pauses first and waits for running cycles.
+
+After its first run, every account cycles on a grid of `CYCLE_SLOT`s shared by all
+accounts (`SlottedInterval`): accounts whose first cycles were spread over an interval
+(a lease hand-out) then cycle in groups, one group per slot, and their journal rows
+share transactions (`bot.store.cycle_writes`). Spread out, each cycle's rows had a
+transaction each: with 2,500 accounts per process that was most of its CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -21,6 +28,31 @@ from bot.app.service import AccountService
 from bot.clock import utc_now
 
 logger = logging.getLogger(__name__)
+
+# The grid cycles share: at most this far apart (a divisor of the account's interval).
+CYCLE_SLOT = timedelta(seconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class SlottedInterval(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """Every `interval`, each run after the first on a boundary of the slot grid (slots
+    of `interval / ceil(interval / slot)`, counted from the epoch, so every job with that
+    interval shares them): at most one slot later than the interval asks, never sooner."""
+
+    def __init__(self, interval: timedelta, slot: timedelta = CYCLE_SLOT) -> None:
+        super().__init__(seconds=interval.total_seconds(), timezone=UTC)
+        steps = max(1, math.ceil(interval / slot))
+        self.slot_micros = max(1, (interval // _MICROSECOND) // steps)
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        due: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        if due is None:
+            return None
+        micros = (due - _EPOCH) // _MICROSECOND
+        return _EPOCH + _MICROSECOND * (-(-micros // self.slot_micros) * self.slot_micros)
 
 
 class CycleScheduler:
@@ -75,7 +107,7 @@ class CycleScheduler:
         interval = service.runtime.interval
         self._scheduler.add_job(
             self._tracked(service.run_cycle),
-            trigger=IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
+            trigger=SlottedInterval(interval),
             id=f"cycle:{service.name}",
             name=f"cycle {service.name}",
             next_run_time=utc_now() + delay,
