@@ -29,9 +29,11 @@ import asyncio
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
+from datetime import datetime
 from decimal import Decimal
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 
 from bot.backtest.journal import MemoryJournal
 from bot.backtest.results import (
@@ -77,19 +79,19 @@ def run_backtest(
     funding: Sequence[FundingRate] = (),
     on_bar: Callable[[str], None] | None = None,
 ) -> dict[str, PolicyResult]:
-    """Run every policy of the scenario over the same bars; results by policy name."""
+    """Run every policy of the scenario over the same bars; results by policy name.
+
+    `on_bar(policy)` is called once per bar replayed (progress)."""
     scenario.market()
     names = scenario.policies
-    if on_bar is None and len(names) > 1 and (os.cpu_count() or 1) > 1 and _can_fork():
+    if len(names) > 1 and (os.cpu_count() or 1) > 1 and _can_fork():
         # Policies replay independently (each on its own exchange): the costliest, the
         # daemon's own cycle, runs in a forked child while this process runs the others.
-        # Results are the same objects either way, gathered in the scenario's order.
+        # Results are the same values either way, gathered in the scenario's order.
         heavy = next((n for n in names if n in _HEAVY), names[0])
         rest = replace(scenario, policies=tuple(n for n in names if n != heavy))
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            child = pool.submit(_run_one, scenario, series, tuple(funding), heavy)
-            results = _run_all(rest, series, funding, None)
+        with _Forked(scenario, series, funding, heavy, on_bar) as child:
+            results = _run_all(rest, series, funding, child.tick)
             results[heavy] = child.result()
         return {name: results[name] for name in names}
     return _run_all(scenario, series, funding, on_bar)
@@ -103,11 +105,117 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _run_one(
-    scenario: Scenario, series: PriceSeries, funding: Sequence[FundingRate], name: str
-) -> PolicyResult:
-    only = replace(scenario, policies=(name,))
-    return _run_all(only, series, funding, None)[name]
+class _Forked:
+    """One policy replayed in a forked child.
+
+    The child inherits the bars (a fork copies nothing until written; pickling 60,000
+    bars cost more than replaying them), counts its bars in shared memory for the
+    progress, and sends its result back with the timeline as columns of strings (what
+    pickle makes of a Decimal anyway, without its per-row overhead).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        series: PriceSeries,
+        funding: Sequence[FundingRate],
+        name: str,
+        on_bar: Callable[[str], None] | None,
+    ) -> None:
+        context = multiprocessing.get_context("fork")
+        self._name = name
+        self._on_bar = on_bar
+        self._done = context.Value("q", 0, lock=False)  # bars the child replayed
+        self._reported = 0  # of those, passed on to on_bar
+        self._own = 0  # bars this process replayed
+        self._reader, writer = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_replay_child, args=(writer, self._done, scenario, series, funding, name),
+            daemon=True,
+        )  # fmt: skip
+        self._process.start()
+        writer.close()
+
+    def __enter__(self) -> _Forked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._reader.close()
+
+    def tick(self, name: str) -> None:
+        """This process replayed a bar of `name`: report it, and now and then the child's."""
+        if self._on_bar is None:
+            return
+        self._on_bar(name)
+        self._own += 1
+        if self._own % 500 == 0:
+            self._sync()
+
+    def _sync(self) -> None:
+        if self._on_bar is None:
+            return
+        done = int(self._done.value)
+        for _ in range(done - self._reported):
+            self._on_bar(self._name)
+        self._reported = done
+
+    def result(self) -> PolicyResult:
+        while not self._reader.poll(0.2):
+            self._sync()
+            if not self._process.is_alive() and not self._reader.poll():
+                raise RuntimeError(f"backtest: the replay of {self._name} died")
+        self._sync()
+        try:
+            kind, payload = self._reader.recv()
+        except EOFError:
+            raise RuntimeError(f"backtest: the replay of {self._name} died") from None
+        if kind == "error":
+            raise payload
+        return _unpack(*payload)
+
+
+def _replay_child(
+    writer: Connection,
+    done: Synchronized[int],
+    scenario: Scenario,
+    series: PriceSeries,
+    funding: Sequence[FundingRate],
+    name: str,
+) -> None:
+    def tick(_: str) -> None:
+        done.value += 1
+
+    try:
+        only = replace(scenario, policies=(name,))
+        message: tuple[str, object] = ("result", _pack(_run_all(only, series, funding, tick)[name]))
+    except BaseException as error:  # the parent raises it (a bug must not be measured around)
+        message = ("error", error)
+    writer.send(message)
+    writer.close()
+
+
+_TIMELINE_FIELDS = tuple(f.name for f in fields(TimelineRow))
+_Column = list[int | str | None]
+
+
+def _pack(result: PolicyResult) -> tuple[PolicyResult, list[_Column]]:
+    """`result` without its timeline, and the timeline as columns: an int stays an int,
+    None stays None, a Decimal becomes its exact string (exponent included)."""
+    rows = (tuple(getattr(row, name) for name in _TIMELINE_FIELDS) for row in result.timeline)
+    columns = [
+        [v if v is None or isinstance(v, int) else str(v) for v in column]
+        for column in zip(*rows, strict=True)
+    ]
+    return replace(result, timeline=[]), columns
+
+
+def _unpack(result: PolicyResult, columns: list[_Column]) -> PolicyResult:
+    decoded = [[Decimal(v) if isinstance(v, str) else v for v in column] for column in columns]
+    result.timeline = [TimelineRow(*values) for values in zip(*decoded, strict=True)]
+    return result
 
 
 def _run_all(
@@ -148,7 +256,8 @@ class _Replay:
         self.result = PolicyResult(policy_name)
         self.log = MemoryJournal(clock=lambda: self.now)
         self.rules = scenario.market()
-        self.now = utc(bars[0].timestamp)
+        self.now_ms = bars[0].timestamp  # the replay's clock (`now`)
+        self._now: tuple[int, datetime] | None = None
         self._scope_memo: (
             tuple[tuple[tuple[object, ...], Decimal], tuple[Decimal, Decimal, Decimal]] | None
         ) = None
@@ -176,7 +285,7 @@ class _Replay:
         next_cycle = first.timestamp
         previous = first.timestamp
         for index, bar in enumerate(self.bars):
-            self.now = utc(bar.timestamp)
+            self.now_ms = bar.timestamp
             if bar is not first:
                 if await self._intrabar(bar, previous):
                     self._timeline(bar)
@@ -217,7 +326,7 @@ class _Replay:
         price = bar.open
         if self.policy.streams and not self.scenario.in_outage(bar.timestamp):
             reached = await self._stream(bar, price, adverse, previous)
-            self.now = utc(bar.timestamp)
+            self.now_ms = bar.timestamp
             if reached is None:
                 return True
             price = reached
@@ -294,7 +403,7 @@ class _Replay:
                 )
             )
             self.exchange.set_mark(self.scenario.symbol, crossing)
-            self.now = utc(_path_time(bar, previous, crossing, adverse))
+            self.now_ms = _path_time(bar, previous, crossing, adverse)
             await self._cycle(bar, crossing)
             self._timeline(bar, crossing)
             price = last_run = crossing
@@ -411,6 +520,14 @@ class _Replay:
                 for p in self.exchange.positions()
             ),
         )
+
+    @property
+    def now(self) -> datetime:
+        """The replay's clock as a datetime, made when asked (most bars nobody asks)."""
+        cached = self._now
+        if cached is None or cached[0] != self.now_ms:
+            cached = self._now = (self.now_ms, utc(self.now_ms))
+        return cached[1]
 
     def _mark(self) -> Decimal:
         return self.exchange.mark(self.scenario.symbol)
@@ -622,11 +739,9 @@ class _OneLeg:
         return leg
 
     def current(self, exchange: SimulatedExchange) -> bool:
-        positions = exchange.positions()
         pos = self._pos
         return (
-            len(positions) == 1
-            and positions[0] is pos
+            exchange.single_position() is pos
             and exchange.wallet is self._wallet
             and exchange.source is self._source
             and pos.contracts is self._contracts

@@ -157,6 +157,13 @@ class SimAccount:
     def positions(self) -> list[SimPosition]:
         return list(self._positions.values())
 
+    def single_position(self) -> SimPosition | None:
+        """The position when the account holds exactly one, else None (a replay asks at
+        every bar whether its one position is still the same object)."""
+        if len(self._positions) != 1:
+            return None
+        return next(iter(self._positions.values()))
+
     def apply_funding(self, symbol: str, rate: Decimal) -> Decimal:
         """Pay `-side * rate * notional` on every leg of `symbol`; returns the net paid in."""
         total = ZERO
