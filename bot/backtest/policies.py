@@ -104,6 +104,40 @@ class BacktestPolicy:
         """
         return None
 
+    # -- steady bars: what the replay may skip calling (see `_Replay._steady_bars`) --------
+    # Each answers for the venue's state now; True must mean that the call it stands for
+    # would do nothing at all (no order, no journal row, no change to the policy).
+
+    def begin_steady(self, exchange: SimulatedExchange) -> None:
+        """The replay starts a run of steady bars: until it ends, nothing at the venue
+        changes but the marks (what the `quiet_*` answers may lean on)."""
+        return None
+
+    def quiet_path(self, symbol: str, adverse: Decimal) -> bool:
+        """A path to `adverse` crosses no trigger and settles none (`settle_trigger`)."""
+        return self.trigger(symbol) is None
+
+    def quiet_intrabar(self, margin_ratio: Decimal) -> bool:
+        """`intrabar` at this margin ratio does nothing."""
+        return True
+
+    async def quiet_cycle(
+        self,
+        exchange: SimulatedExchange,
+        log: MemoryJournal,
+        now_ms: int,
+        symbol: str,
+        close: Decimal,
+        may_skip: bool,
+    ) -> bool:
+        """`cycle` with the mark of `symbol` at `close` (the venue's mark is still the
+        last one) would do nothing but what `skip_cycle` records."""
+        return True
+
+    def skip_cycle(self, exchange: SimulatedExchange) -> None:
+        """Record the cycle `quiet_cycle` vouched for, once the mark is at the close."""
+        return None
+
 
 @dataclass(slots=True)
 class ClientIds:
@@ -143,6 +177,10 @@ class LevbotPolicy(BacktestPolicy):
     # The state (stop book included) and targets at which the resting ladder was last
     # planned and found kept: see `_ladder_kept`.
     _kept: tuple[object, ...] | None = None
+    # The venue's state during a run of steady bars (`begin_steady`), and the marks
+    # beyond which the stream would act, for the triggers dict they were made from.
+    _stretch: tuple[object, ...] | None = None
+    _bounds: tuple[dict[str, MarkTrigger], Decimal | None, Decimal | None] | None = None
 
     @property
     def streams(self) -> bool:
@@ -209,17 +247,22 @@ class LevbotPolicy(BacktestPolicy):
         ):
             self._steady = (_state(exchange), dict(self._service.triggers))
 
-    def _steady_at(self, exchange: SimulatedExchange, now: tuple[object, ...]) -> bool:
+    def _steady_at(
+        self,
+        exchange: SimulatedExchange,
+        now: tuple[object, ...],
+        marks: dict[str, Decimal] | None = None,
+    ) -> bool:
         """Whether a cycle now would do nothing: the state (`now`) is the last no-op
-        cycle's and every mark is inside that cycle's triggers (the planner acts only
-        past them)."""
+        cycle's and every mark (the venue's, or as given in `marks`) is inside that
+        cycle's triggers (the planner acts only past them)."""
         if self._steady is None or self._service is None:
             return False
         state, triggers = self._steady
         if now != state:
             return False
         for symbol, trigger in triggers.items():
-            mark = exchange.mark(symbol)
+            mark = marks[symbol] if marks and symbol in marks else exchange.mark(symbol)
             if trigger.below is not None and mark <= trigger.below * (1 + STEADY_MARGIN):
                 return False
             if trigger.above is not None and mark >= trigger.above * (1 - STEADY_MARGIN):
@@ -253,6 +296,53 @@ class LevbotPolicy(BacktestPolicy):
         kept = not changes.place and not changes.cancel
         self._kept = (state, overrides) if kept and single_leg else None
         return kept
+
+    def begin_steady(self, exchange: SimulatedExchange) -> None:
+        self._stretch = _state(exchange)
+
+    def quiet_path(self, symbol: str, adverse: Decimal) -> bool:
+        if not self.stream or self._service is None:
+            return True
+        # Beyond every trigger by the steady margin: `settle_trigger` finds nothing near
+        # and the stream nothing crossed (each trigger is at least that far inside).
+        triggers = self._service.triggers
+        bounds = self._bounds
+        if bounds is None or bounds[0] is not triggers:
+            values = triggers.values()
+            below = [t.below * (1 + STEADY_MARGIN) for t in values if t.below is not None]
+            above = [t.above * (1 - STEADY_MARGIN) for t in values if t.above is not None]
+            bounds = self._bounds = (
+                triggers, max(below) if below else None, min(above) if above else None
+            )  # fmt: skip
+        _, low, high = bounds
+        return (low is None or adverse > low) and (high is None or adverse < high)
+
+    async def quiet_cycle(
+        self,
+        exchange: SimulatedExchange,
+        log: MemoryJournal,
+        now_ms: int,
+        symbol: str,
+        close: Decimal,
+        may_skip: bool,
+    ) -> bool:
+        # `cycle`'s own test for skipping, at the close, with the ladder's answer only
+        # when it is already known for this state (planning it is `cycle`'s to do).
+        if not (self.steady and (may_skip or not self.stream) and self._steady is not None):
+            return False
+        if self._service is None or self._stretch is None:
+            return False
+        state = self._stretch
+        if not self._steady_at(exchange, state, {symbol: close}):
+            return False
+        if not self._service.keeper.active:
+            return True
+        overrides = await log.target_overrides(self.name)
+        return self._kept == (state, overrides) and len(exchange.positions()) <= 1
+
+    def skip_cycle(self, exchange: SimulatedExchange) -> None:
+        assert self._stretch is not None  # quiet_cycle vouched with it
+        self._skipped = (self._stretch, _marks(exchange))
 
     async def settle_trigger(self, exchange: SimulatedExchange, adverse: Decimal) -> None:
         if self._skipped is None or self._service is None:
@@ -303,6 +393,9 @@ class AutoMarginPolicy(BacktestPolicy):
     name: str = PolicyName.AUTO_MARGIN
     ids: ClientIds = field(default_factory=lambda: ClientIds(PolicyName.AUTO_MARGIN))
 
+    def quiet_intrabar(self, margin_ratio: Decimal) -> bool:
+        return margin_ratio < AUTO_MARGIN_TRIGGER
+
     async def intrabar(
         self, exchange: SimulatedExchange, margin_ratio: Decimal, now: datetime, log: MemoryJournal
     ) -> None:
@@ -339,6 +432,20 @@ class PeriodicPolicy(BacktestPolicy):
     name: str = PolicyName.PERIODIC
     ids: ClientIds = field(default_factory=lambda: ClientIds(PolicyName.PERIODIC))
     _next: datetime | None = None
+    _next_ms: int | None = None
+
+    async def quiet_cycle(
+        self,
+        exchange: SimulatedExchange,
+        log: MemoryJournal,
+        now_ms: int,
+        symbol: str,
+        close: Decimal,
+        may_skip: bool,
+    ) -> bool:
+        # `now < self._next` as `cycle` asks it, on the millisecond clock the replay's
+        # datetimes are made from (exact and in the same order).
+        return self._next_ms is not None and now_ms < self._next_ms
 
     async def cycle(
         self,
@@ -350,6 +457,7 @@ class PeriodicPolicy(BacktestPolicy):
         if self._next is not None and now < self._next:
             return
         self._next = now + PERIODIC_EVERY
+        self._next_ms = round(self._next.timestamp() * 1000)
         # A hair-thin band makes the planner move to the target on any deviation;
         # orders only (the source wallet is out of reach), both directions allowed.
         epsilon = self.target * Decimal("0.000001")

@@ -284,7 +284,19 @@ class _Replay:
             funding_index += 1
         next_cycle = first.timestamp
         previous = first.timestamp
-        for index, bar in enumerate(self.bars):
+        index = 0
+        while index < len(self.bars):
+            bar = self.bars[index]
+            if bar is not first and self.scenario.steady_path:
+                funding_at = (
+                    self.funding[funding_index].timestamp
+                    if funding_index < len(self.funding)
+                    else None
+                )
+                steady = await self._steady_bars(index, next_cycle, previous, funding_at)
+                if steady is not None:
+                    index, next_cycle, previous = steady
+                    continue
             self.now_ms = bar.timestamp
             if bar is not first:
                 if await self._intrabar(bar, previous):
@@ -312,8 +324,104 @@ class _Replay:
             previous = bar.timestamp
             if self.on_bar is not None:
                 self.on_bar(self.result.name)
+            index += 1
         self.result.final_equity = self._equity() + self.exchange.source
         return self.result
+
+    async def _steady_bars(
+        self, start: int, next_cycle: int, previous: int, funding_at: int | None
+    ) -> tuple[int, int, int] | None:
+        """Replay bars from `start` on for as long as nothing can act in them; None when
+        the bar at `start` is not one of them, else (next bar, next cycle, its previous).
+
+        Most bars of a long replay move the mark and nothing else: the state and the
+        policy's triggers stay. A bar is steady when, at the venue's state now, its path
+        reaches no stream trigger and no resting stop, its adverse extreme leaves equity
+        above maintenance, the policy does nothing intra-bar at that margin ratio nor
+        (on a cycle bar) at the close, and no funding falls in it. Such a bar gets exactly
+        the bookkeeping the full path gives it (margin ratio, leverage, timeline, the
+        policy's record of a skipped cycle) without the calls that would find nothing;
+        the first bar that is not steady goes the full way.
+        """
+        scenario = self.scenario
+        policy = self.policy
+        result = self.result
+        exchange = self.exchange
+        long = scenario.side is Side.LONG
+        symbol = scenario.symbol
+        first = self.bars[0].timestamp
+        leg = self._leg
+        if leg is None or not leg.current(exchange):
+            self._scope()  # rebuilds the calculator for the state now, if it can
+            leg = self._leg
+            if leg is None:
+                return None
+        # Nothing below changes the venue but its mark: the state holds for the run.
+        policy.begin_steady(exchange)
+        index = start
+        while index < len(self.bars):
+            bar = self.bars[index]
+            stamp = bar.timestamp
+            if funding_at is not None and stamp >= funding_at:
+                break
+            adverse = bar.low if long else bar.high
+            outage = scenario.in_outage(stamp)
+            if policy.streams and not outage and not policy.quiet_path(symbol, adverse):
+                break
+            if policy.rests_stops:
+                _, nearest = await self._resting_stops()
+                if nearest is not None and (nearest >= adverse if long else nearest <= adverse):
+                    break
+            figures = leg.figures(adverse)
+            if not figures[0] > figures[2]:
+                break  # the venue's liquidation check must look
+            ratio = _ratio(figures)
+            if not policy.quiet_intrabar(ratio):
+                break
+            cycle = stamp >= next_cycle
+            if cycle:
+                offset = (stamp - first) % scenario.interval_ms
+                following = stamp - offset + scenario.interval_ms
+                if not outage and not await policy.quiet_cycle(
+                    self.exchange, self.log, stamp, symbol, bar.close,
+                    self._next_cycle_follows(index, following),
+                ):  # fmt: skip
+                    break
+            # Steady: what the full path leaves after this bar (`_track_leverage` before
+            # and after the cycle, `_timeline`: the same figures, by the same calls).
+            self.now_ms = stamp
+            result.max_margin_ratio = max(result.max_margin_ratio, ratio)
+            close = bar.close
+            exchange.set_mark(symbol, close)
+            at_close = leg.figures(close)
+            leverage = self._leverage(at_close)
+            if leverage is not None:
+                result.max_leverage = max(result.max_leverage, leverage)
+            if cycle:
+                next_cycle = following
+                if not outage:
+                    policy.skip_cycle(exchange)
+                equity, gross, maintenance = at_close
+                result.timeline.append(
+                    TimelineRow(
+                        timestamp=stamp,
+                        price=close,
+                        wallet=exchange.wallet,
+                        equity=leg.equity(close),
+                        notional=gross,
+                        leverage=leverage,
+                        margin_ratio=maintenance / equity if equity > ZERO else None,
+                        source_balance=exchange.source,
+                    )
+                )
+            result.bars += 1
+            if leverage is not None and scenario.target.contains(leverage):
+                result.bars_in_band += 1
+            previous = stamp
+            if self.on_bar is not None:
+                self.on_bar(self.result.name)
+            index += 1
+        return None if index == start else (index, next_cycle, previous)
 
     async def _intrabar(self, bar: Bar, previous: int) -> bool:
         """The path from the open to the adverse extreme; True when it liquidated.

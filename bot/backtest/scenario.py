@@ -46,8 +46,9 @@ class Scenario:
     outage: tuple[int, int] | None = None
     # The `levbot` policy's ladder: the daemon's defaults unless a study says otherwise.
     backstop: BackstopSettings = DAEMON_BACKSTOP
-    # Skip the `levbot` cycles that would do nothing (`LevbotPolicy.steady`); the outputs
-    # are the same either way (tests compare both), only the time differs.
+    # Skip the `levbot` cycles that would do nothing (`LevbotPolicy.steady`) and run the
+    # bars where nothing can act without calling the policies (`_Replay._steady_bars`);
+    # the outputs are the same either way (tests compare both), only the time differs.
     steady_path: bool = True
 
     def in_outage(self, timestamp: int) -> bool:

@@ -1,5 +1,6 @@
-"""The replay's steady path (issue 12 §4) skips the `levbot` cycles that would do nothing;
-the outputs must be exactly those of running every cycle in full."""
+"""The replay's steady path (issue 12 §4) skips the `levbot` cycles that would do nothing
+and runs the bars where nothing can act without calling the policies; the outputs must be
+exactly those of running every cycle and every bar in full."""
 
 from __future__ import annotations
 
@@ -77,4 +78,23 @@ def test_replay_when_steady_path_on_1m_bars_with_a_5m_cycle_then_outputs_equal()
         interval_ms=300_000, policies=LEVBOTS, release_excess=False,
     )  # fmt: skip
     fast, full = _both(scenario, series)
+    _assert_same(fast, full)
+
+
+@pytest.mark.parametrize("side", [Side.LONG, Side.SHORT])
+def test_replay_when_steady_bars_skip_the_baselines_then_outputs_equal_every_bar_called(
+    side: Side,
+) -> None:
+    # ETH perp 5m with funding, 2022-06-10 .. 06-14 at target 5: periodic rebalances
+    # daily, auto-margin adds margin near liquidation, `none` is liquidated (long).
+    series = _slice(load_prices(ETH_5M), 2_600, 1_200)
+    scenario = Scenario(
+        symbol="ETH/USDT:USDT", side=side, target=Target(D(5), D(4), D(6)),
+        policies=(PolicyName.NONE, PolicyName.AUTO_MARGIN, PolicyName.PERIODIC),
+    )  # fmt: skip
+    fast, full = _both(scenario, series)
+    assert full[PolicyName.PERIODIC].actions  # the window makes the baselines act
+    if side is Side.LONG:
+        assert full[PolicyName.AUTO_MARGIN].actions
+        assert full[PolicyName.NONE].liquidation_time is not None
     _assert_same(fast, full)
