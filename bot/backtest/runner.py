@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
@@ -798,6 +799,7 @@ class _OneLeg:
         "_contracts",
         "_cross",
         "_entry",
+        "_floors",
         "_margin",
         "_memo",
         "_pos",
@@ -820,6 +822,7 @@ class _OneLeg:
         self._size = pos.contracts * rules.contract_size
         self._signed = pos.side.sign * self._size
         self._brackets = tier_brackets(rules.tiers)
+        self._floors = [bracket.floor for bracket in self._brackets]
         self.key = key
         self._memo: tuple[Decimal, tuple[Decimal, Decimal, Decimal]] | None = None
 
@@ -864,12 +867,9 @@ class _OneLeg:
             return memo[1]
         pnl = self._signed * (price - self._entry)
         notional = self._size * price
-        chosen = self._brackets[0]
-        for bracket in self._brackets:
-            if bracket.floor <= notional:
-                chosen = bracket
-            else:
-                break
+        # `bracket_for`: the last tier whose floor is not above the notional (the first
+        # when none is), found by bisection over the sorted floors.
+        chosen = self._brackets[max(bisect_right(self._floors, notional) - 1, 0)]
         maintenance = notional * chosen.rate - chosen.cum
         if self._cross:
             figures = (self._wallet + (ZERO + pnl), ZERO + notional, ZERO + maintenance)
