@@ -91,3 +91,25 @@ def test_report_figure_when_drawn_then_lines_at_the_dates_of_the_timestamps() ->
 def test_report_figure_when_every_timeline_empty_then_drawn_without_date_units() -> None:
     figure = report_figure(SCENARIO, {"levbot": PolicyResult("levbot")})
     assert figure.axes[0].xaxis.get_units() is None  # type: ignore[attr-defined]
+
+
+def test_write_outputs_when_a_policy_folder_cannot_be_made_then_its_error_raised_here(
+    tmp_path: Path,
+) -> None:
+    # The CSVs are written beside the drawing (in a forked child where there is fork):
+    # whatever stops them is still this call's own exception.
+    (tmp_path / "levbot").write_text("a file where the policy's folder goes")
+    with pytest.raises(FileExistsError):
+        write_outputs(tmp_path, SCENARIO, {"levbot": PolicyResult("levbot", timeline=[row(0)])})
+
+
+def test_write_outputs_when_plotted_then_every_file_written(tmp_path: Path) -> None:
+    results = {"levbot": PolicyResult("levbot", timeline=[row(i) for i in range(3)]),
+               "none": PolicyResult("none", timeline=[row(i) for i in range(2)])}  # fmt: skip
+    write_outputs(tmp_path, SCENARIO, results)
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    for name, result in results.items():
+        assert (tmp_path / name / "timeline.csv").read_bytes() == written_by_csv_module(
+            result.timeline
+        ).encode()
+        assert (tmp_path / name / "actions.csv").read_text().startswith("timestamp,kind,")
