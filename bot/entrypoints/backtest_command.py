@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bot.backtest.policies import POLICY_NAMES
@@ -252,6 +251,9 @@ def _run_with_progress(
     total = len(series.bars) * len(scenario.policies)
     if not sys.stderr.isatty():
         return run_backtest(scenario, series, rates)
+    # Only a terminal shows a progress bar: a piped run does not import it.
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(), console=console, transient=True,
