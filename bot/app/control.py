@@ -199,6 +199,11 @@ class UnknownAccount(LookupError):
     """The name matches no configured account."""
 
 
+class DrivenElsewhere(LookupError):
+    """The account is configured but another levbot process holds its lease (several
+    daemons on one PostgreSQL): what needs its exchange runs there."""
+
+
 @dataclass(slots=True)
 class Controls:
     """What an owner can ask and do, whatever the channel (Telegram, CLI, ...)."""
@@ -212,12 +217,27 @@ class Controls:
         return [a.name for a in self.config.accounts]
 
     def resolve(self, name: str | None) -> list[str]:
-        """`None` or 'all' -> every account; otherwise the one named (UnknownAccount)."""
+        """`None` or 'all' -> every account; otherwise the one named (UnknownAccount).
+
+        Any configured account: what is read or written through the journal (status,
+        positions, pause, targets, charts) works whichever process drives it."""
         if name is None or name == ALL_ACCOUNTS:
             return self.account_names()
-        if name not in self.services:
+        if name not in self.account_names():
             raise UnknownAccount(name)
         return [name]
+
+    def driven_here(self, name: str) -> None:
+        """Nothing when this process drives `name`; else UnknownAccount/DrivenElsewhere."""
+        self._service(name)
+
+    def _service(self, name: str) -> AccountService:
+        """The account's service in this process (DrivenElsewhere when another holds it)."""
+        account = self.resolve(name)[0]
+        service = self.services.get(account)
+        if service is None:
+            raise DrivenElsewhere(account)
+        return service
 
     async def statuses(self) -> list[AccountStatus]:
         halted = frozenset(name for name, service in self.services.items() if service.halted)
@@ -228,11 +248,11 @@ class Controls:
         return [(n, snapshots.get(n)) for n in self.resolve(name)]
 
     async def preview(self, name: str) -> tuple[AccountSnapshot, Plan]:
-        return await self.services[self.resolve(name)[0]].preview()
+        return await self._service(name).preview()
 
     async def backstop_preview(self, name: str) -> BackstopPreview:
         """The ladder the bot would keep now and what would change (nothing is sent)."""
-        return await self.services[self.resolve(name)[0]].backstop_preview()
+        return await self._service(name).backstop_preview()
 
     def backstop_off(self, name: str) -> str | None:
         """Why `name` keeps no backstop ladder, or None when it keeps one."""
@@ -240,7 +260,7 @@ class Controls:
         return None if account.to_backstop().enabled else backstop_off_reason(account)
 
     async def rebalance(self, name: str) -> CycleReport:
-        return await self.services[self.resolve(name)[0]].run_cycle()
+        return await self._service(name).run_cycle()
 
     async def set_paused(self, name: str | None, paused: bool, by: str) -> list[str]:
         names = self.resolve(name)
@@ -249,7 +269,9 @@ class Controls:
         return names
 
     async def current_target(self, name: str, symbol: str | None) -> Target:
-        targets = await self.services[self.resolve(name)[0]].current_targets()
+        account = self.resolve(name)[0]
+        overrides = await self.journal.target_overrides(account)
+        targets = self.config.account(account).to_targets().overridden(overrides)
         return targets.account if symbol is None else targets.for_symbol(symbol)
 
     async def set_target(self, name: str, symbol: str | None, target: Target, by: str) -> None:

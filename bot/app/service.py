@@ -181,12 +181,7 @@ class AccountService:
 
     async def current_targets(self) -> Targets:
         """Config targets with the owner's persisted overrides on top."""
-        overrides = await self.journal.target_overrides(self.name)
-        targets = self.runtime.targets
-        account = overrides.get(None, targets.account)
-        symbols = dict(targets.symbols)
-        symbols.update({k: v for k, v in overrides.items() if k is not None})
-        return replace(targets, account=account, symbols=symbols)
+        return self.runtime.targets.overridden(await self.journal.target_overrides(self.name))
 
     async def trading_state(self) -> TradingState:
         paused = await self.journal.paused_accounts()

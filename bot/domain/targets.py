@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -90,6 +91,13 @@ class Targets:
 
     def for_symbol(self, symbol: str) -> Target:
         return self.symbols.get(symbol, self.account)
+
+    def overridden(self, overrides: Mapping[str | None, Target]) -> Targets:
+        """These targets with the owner's overrides on top (the key None: the account's
+        band; a symbol: that symbol's)."""
+        symbols = dict(self.symbols)
+        symbols.update({k: v for k, v in overrides.items() if k is not None})
+        return replace(self, account=overrides.get(None, self.account), symbols=symbols)
 
 
 class Prefer(StrEnum):

@@ -21,7 +21,13 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.app.control import Controls, UnknownAccount, backstop_notes, change_lines
+from bot.app.control import (
+    Controls,
+    DrivenElsewhere,
+    UnknownAccount,
+    backstop_notes,
+    change_lines,
+)
 from bot.domain.actions import describe_action
 from bot.domain.summary import account_metrics
 from bot.domain.targets import TargetError
@@ -165,6 +171,9 @@ class ChatCommands:
             except ExchangeError as error:
                 parts.append(f"<b>{esc(account)}</b>: exchange error: {esc(error)}")
                 continue
+            except DrivenElsewhere:
+                parts.append(f"<b>{esc(account)}</b>: driven by another levbot process")
+                continue
             leverage = account_metrics(snapshot).leverage
             text = plan_text(account, snapshot, proposal, leverage)
             parts.append(f"{text}\n{await self._backstop_changes(account)}")
@@ -183,6 +192,7 @@ class ChatCommands:
 
     async def rebalance(self, update: Update, context: Context) -> None:
         account = self._one_account(context.args, "/rebalance [account]")
+        self.controls.driven_here(account)  # asked before the confirmation, not after
 
         async def run() -> str:
             report = await self.controls.rebalance(account)
@@ -314,6 +324,12 @@ class ChatCommands:
         elif isinstance(error, UnknownAccount):
             names = ", ".join(self.controls.account_names())
             text = f"Unknown account {esc(error)}. Accounts: {esc(names)}"
+        elif isinstance(error, DrivenElsewhere):
+            text = (
+                f"{esc(error)} is driven by another levbot process right now: it cycles "
+                "there on its schedule. /status, /positions, /pause, /resume and /target "
+                "work from here; /plan and /rebalance only where it is driven."
+            )
         else:
             logger.error("command failed", exc_info=error)
             text = f"Sorry, that failed: {esc(type(error).__name__)}. The log has details."

@@ -467,3 +467,31 @@ async def test_plan_when_backstop_off_then_says_so(world: World) -> None:
     text = await _edited(world, "alt: leverage")
 
     assert text.splitlines()[-1] == "backstop: off"
+
+
+async def test_commands_when_another_process_drives_the_account_then_journal_ones_still_work(
+    world: World,
+) -> None:
+    # Several daemons on one PostgreSQL: this process (the one polling Telegram) no longer
+    # holds "alt"'s lease, as the daemon drops a service whose lease went elsewhere.
+    world.services.pop("alt")
+
+    await world.say("/pause alt")
+    await world.reply("paused")
+    assert await world.journal.paused_accounts() == {"alt"}
+    await world.say("/resume alt")
+    await world.reply("active again")
+
+    await world.say("/target alt 4")
+    assert "(now 3, 2.5–3.5)" in await world.reply("Confirm within 60 s")
+
+    await world.say("/rebalance alt")
+    text = await world.reply("driven by another levbot process")
+    assert "/pause" in text and "\n" not in text
+
+    await world.say("/plan")
+    text = await world.api.wait_for(
+        lambda: next((e.plain_text for e in world.api.edited_messages
+                      if e.plain_text and "Would do" in e.plain_text), None)
+    )  # fmt: skip
+    assert "alt: driven by another levbot process" in text
