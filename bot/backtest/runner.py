@@ -194,7 +194,10 @@ def _replay_child(
         message: tuple[str, object] = ("result", _pack(_run_all(only, series, funding, tick)[name]))
     except BaseException as error:  # the parent raises it (a bug must not be measured around)
         message = ("error", error)
-    writer.send(message)
+    try:
+        writer.send(message)
+    except Exception as unsendable:  # an exception that does not pickle: its text then
+        writer.send(("error", RuntimeError(f"backtest: {name}: {message[1]!r} ({unsendable})")))
     writer.close()
 
 
