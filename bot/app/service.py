@@ -44,7 +44,7 @@ from bot.exchange.port import (
     ExchangeError,
     TemporaryError,
 )
-from bot.store.leases import LeaseExpiring, LeaseLost
+from bot.store.lease_errors import LeaseExpiring, LeaseLost
 
 logger = logging.getLogger(__name__)
 

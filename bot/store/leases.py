@@ -33,34 +33,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.store.lease_errors import LeaseExpiring, LeaseLost
 from bot.store.sessions import JournalBase
 from bot.store.tables import LeaseOwnerRow, LeaseRow
 
 # The role whose holder polls Telegram (one getUpdates poller per token) and delivers the
 # shared alert outbox. `@` cannot start an account name, so it never clashes with one.
 TELEGRAM_LEASE = "@telegram"
-
-
-class LeaseLost(Exception):
-    """This process does not hold `account`'s lease (any more): it must not act on it."""
-
-    def __init__(self, account: str, owner: str, epoch: int | None) -> None:
-        held = "never held" if epoch is None else f"epoch {epoch} taken or expired"
-        super().__init__(f"lease of {account} lost by {owner} ({held})")
-        self.account = account
-        self.owner = owner
-        self.epoch = epoch
-
-
-class LeaseExpiring(LeaseLost):
-    """The lease is still this process's, but too close to its expiry to start a write
-    (the heartbeat is late): refused for now, not lost."""
-
-    def __init__(self, account: str, owner: str, epoch: int) -> None:
-        Exception.__init__(self, f"lease of {account} held by {owner} is about to expire")
-        self.account = account
-        self.owner = owner
-        self.epoch = epoch
 
 
 @dataclass(frozen=True, slots=True)

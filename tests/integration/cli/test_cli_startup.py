@@ -20,16 +20,9 @@ from bot.entrypoints.cli import app
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "prices"
 # The daemon's libraries: none of them does anything in a replay.
-# sqlalchemy and sqlmodel still come in through `bot.app.service` importing `LeaseLost`
-# and `LeaseExpiring` from `bot.store.leases` (a SQLAlchemy module): they pass once those
-# two exceptions live in a module of their own (strict: a pass then says so).
-LEASE_ERRORS_IN_LEASES = pytest.mark.xfail(
-    strict=True, reason="bot.app.service imports the lease errors from bot.store.leases"
-)
 DAEMON_LIBRARIES = (
-    pytest.param("sqlalchemy", marks=LEASE_ERRORS_IN_LEASES),
-    pytest.param("sqlmodel", marks=LEASE_ERRORS_IN_LEASES),
-    "alembic", "telegram", "ccxt", "aiohttp", "apscheduler", "prometheus_client",
+    "sqlalchemy", "sqlmodel", "alembic", "telegram", "ccxt", "aiohttp", "apscheduler",
+    "prometheus_client",
 )  # fmt: skip
 # Runs `levbot ARGS...` in a fresh interpreter and writes the top-level names of the
 # modules it imported to the file named by argv[1], however the command exits.
