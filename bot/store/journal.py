@@ -111,8 +111,11 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         # Per account: recent activity as last read (the UTC day and time it was read
         # for), until this journal writes one of the account's actions.
         self._activity: dict[str, tuple[date, datetime, RecentActivity]] = {}
-        # Raised by every action written: a read that started before one is not kept.
+        # Raised by every forget of all accounts, and per account by a forget of its
+        # own: a read that started before one concerning its account is not kept (a
+        # per-account count, so reconciling one account spoils no other's read).
         self._action_writes = 0
+        self._account_writes: dict[str, int] = {}
 
     @classmethod
     async def open(
@@ -399,9 +402,9 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
         cached = self._activity.get(account)
         if cached is not None and cached[0] == day and cached[1] <= now:
             return cached[2]
-        writes = self._action_writes
+        writes = (self._action_writes, self._account_writes.get(account, 0))
         activity = await super().recent_activity(account, now)
-        if writes == self._action_writes:
+        if writes == (self._action_writes, self._account_writes.get(account, 0)):
             self._activity[account] = (day, now, activity)
         return activity
 
@@ -459,11 +462,12 @@ class Journal(ActionLog, AlertOutbox, OwnerControls):
 
     def _forget_activity(self, account: str | None) -> None:
         """Drop the kept activity of `account` (None: of every account). A read that
-        started before this is not kept either (`_action_writes`)."""
-        self._action_writes += 1
+        started before this is not kept either (`_action_writes`, `_account_writes`)."""
         if account is None:
+            self._action_writes += 1
             self._activity.clear()
         else:
+            self._account_writes[account] = self._account_writes.get(account, 0) + 1
             self._activity.pop(account, None)
 
     # -- plumbing ----------------------------------------------------------------------

@@ -86,6 +86,9 @@ class PaperExchange:
         )
         self._cursor = 0
         self._started_at = clock()
+        # Changed since the state file was last written (the replay's clock set at the
+        # first look): `close` writes only then, not thousands of unchanged files.
+        self._unsaved = False
         # A fresh replay starts at the daemon's first look, not while it is still
         # starting up (a slow start must not let the crash run ahead unwatched).
         self._waiting_for_first_look = not self._load()
@@ -166,7 +169,8 @@ class PaperExchange:
         return await self.sim.fetch_stop(symbol, client_order_id)
 
     async def close(self) -> None:
-        self._save()
+        if self._unsaved:
+            self._save()
 
     # -- the replay ---------------------------------------------------------------------
 
@@ -196,6 +200,7 @@ class PaperExchange:
         if self._waiting_for_first_look:
             self._waiting_for_first_look = False
             self._started_at = self._clock()
+            self._unsaved = True
         elapsed = (self._clock() - self._started_at).total_seconds()
         due = int(elapsed // self.settings.bar_seconds)
         if due >= len(self._bars):
@@ -254,6 +259,7 @@ class PaperExchange:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        self._unsaved = False
 
     def _load(self) -> bool:
         path = self.settings.state_file
