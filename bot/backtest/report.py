@@ -172,6 +172,15 @@ def marker_category(row: ActionRow) -> str:
     return "transfer"
 
 
+def load_plotting() -> None:
+    """Import what drawing report.png needs (about a second of Matplotlib), ahead of the
+    drawing: a replay that waits for its forked policy does it meanwhile."""
+    import matplotlib.dates
+    import matplotlib.figure
+    import matplotlib.lines
+    import matplotlib.patches  # noqa: F401
+
+
 def plot_report(path: Path, scenario: Scenario, results: Mapping[str, PolicyResult]) -> None:
     """Draw `report_figure` into a PNG."""
     report_figure(scenario, results).savefig(path, dpi=110)

@@ -79,10 +79,12 @@ def run_backtest(
     series: PriceSeries,
     funding: Sequence[FundingRate] = (),
     on_bar: Callable[[str], None] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> dict[str, PolicyResult]:
     """Run every policy of the scenario over the same bars; results by policy name.
 
-    `on_bar(policy)` is called once per bar replayed (progress)."""
+    `on_bar(policy)` is called once per bar replayed (progress); `meanwhile()` is work
+    this process may do while a forked replay finishes (it may not be called at all)."""
     scenario.market()
     names = scenario.policies
     if len(names) > 1 and (os.cpu_count() or 1) > 1 and _can_fork():
@@ -93,6 +95,8 @@ def run_backtest(
         rest = replace(scenario, policies=tuple(n for n in names if n != heavy))
         with _Forked(scenario, series, funding, heavy, on_bar) as child:
             results = _run_all(rest, series, funding, child.tick)
+            if meanwhile is not None and not child.ready():
+                meanwhile()
             results[heavy] = child.result()
         return {name: results[name] for name in names}
     return _run_all(scenario, series, funding, on_bar)
@@ -162,6 +166,10 @@ class _Forked:
         for _ in range(done - self._reported):
             self._on_bar(self._name)
         self._reported = done
+
+    def ready(self) -> bool:
+        """Whether the child's result (or error) is waiting to be read."""
+        return self._reader.poll()
 
     def result(self) -> PolicyResult:
         while not self._reader.poll(0.2):

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.backtest.policies import POLICY_NAMES
-from bot.backtest.report import write_outputs
+from bot.backtest.report import load_plotting, write_outputs
 from bot.backtest.runner import PolicyResult, Scenario, ScenarioError, run_backtest
 from bot.domain.models import MarginMode, Side
 from bot.domain.targets import Target, TargetError
@@ -137,7 +137,7 @@ def backtest(
             f"note: bad tick at {stamp} clamped (a one-off print the mark never saw)", err=True
         )
 
-    results = _run_with_progress(scenario, series, rates, console)
+    results = _run_with_progress(scenario, series, rates, console, plot)
     write_outputs(out, scenario, results, plot=plot)
     stdout = Console() if sys.stdout.isatty() else Console(width=200)
     stdout.print(_summary_table(results, scenario.symbol.split(":")[-1]))
@@ -247,10 +247,13 @@ def _run_with_progress(
     series: PriceSeries,
     rates: Sequence[FundingRate],
     console: Console,
+    plot: bool,
 ) -> dict[str, PolicyResult]:
     total = len(series.bars) * len(scenario.policies)
+    # Matplotlib's import waits on the replay's forked policy rather than after it.
+    meanwhile = load_plotting if plot else None
     if not sys.stderr.isatty():
-        return run_backtest(scenario, series, rates)
+        return run_backtest(scenario, series, rates, meanwhile=meanwhile)
     # Only a terminal shows a progress bar: a piped run does not import it.
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -266,7 +269,7 @@ def _run_with_progress(
             if counter["n"] % 500 == 0:
                 progress.update(task, completed=counter["n"], description=f"backtest: {name}")
 
-        results = run_backtest(scenario, series, rates, on_bar=tick)
+        results = run_backtest(scenario, series, rates, on_bar=tick, meanwhile=meanwhile)
         progress.update(task, completed=total)
     return results
 
