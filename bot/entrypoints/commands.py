@@ -40,7 +40,7 @@ from bot.domain.actions import describe_action
 from bot.domain.stops import Stop
 from bot.domain.summary import account_metrics
 from bot.domain.vocabulary import SUCCESSFUL_CYCLES
-from bot.entrypoints.bootstrap import build_exchange, build_runtime
+from bot.entrypoints.bootstrap import build_exchange, build_runtime, shared_markets
 from bot.entrypoints.daemon import Daemon
 from bot.exchange.port import Exchange, ExchangeError
 from bot.redaction import Redactor, guard_handlers
@@ -353,11 +353,12 @@ async def _check_accounts(settings: LevbotConfig, scrub: Redactor) -> int:
 
 async def _check_each_account(settings: LevbotConfig, scrub: Redactor, journal: Journal) -> int:
     failures = 0
+    markets = shared_markets(settings)  # one markets load per venue, as the daemon does
     for account in settings.accounts:
         label = f"{account.name} ({account.exchange}"
         label += f", {account.environment})" if account.environment else ")"
         try:
-            exchange = build_exchange(account, settings, utc_now, read_only=True)
+            exchange = build_exchange(account, settings, utc_now, read_only=True, markets=markets)
         except Exception as error:
             # A check reports, it does not crash: one line per account, secrets scrubbed.
             failures += 1
@@ -466,12 +467,15 @@ async def _look_journal(settings: LevbotConfig) -> tuple[Journal, list[str]]:
 async def _plan_accounts(settings: LevbotConfig, only: str | None) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     journal, first_run = await _look_journal(settings)
+    markets = shared_markets(settings)  # one markets load per venue, as the daemon does
     try:
         for account in settings.accounts:
             if only is not None and account.name != only:
                 continue
             try:
-                exchange = build_exchange(account, settings, utc_now, read_only=True)
+                exchange = build_exchange(
+                    account, settings, utc_now, read_only=True, markets=markets
+                )
             except Exception as error:
                 results.append({"account": account.name, "actions": [], "notes": [],
                                 "summary": f"FAILED: {type(error).__name__}: {error}"})  # fmt: skip
