@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +145,17 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return config
 
 
+# Alembic keeps the migration it is running in module globals (`op`, `context`): two
+# threads migrating at once (a PostgreSQL template migrated in the background beside a
+# SQLite journal, in the tests) ran each other's operations, or hung. One at a time per
+# process; re-entrant, so a second migration on the same thread waits on nothing new.
+_MIGRATING = threading.RLock()
+
+
 def upgrade_to_head(connection: Connection) -> None:
     """Apply every migration not yet applied (a no-op on an up-to-date database)."""
-    command.upgrade(alembic_config(connection), "head")
+    with _MIGRATING:
+        command.upgrade(alembic_config(connection), "head")
 
 
 # Any constant: the advisory lock under which a PostgreSQL journal is migrated.

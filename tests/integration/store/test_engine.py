@@ -65,3 +65,35 @@ async def test_open_when_in_memory_url_then_one_shared_database() -> None:
     finally:
         await journal.close()
     assert (run_id, cycle_id) == (1, 1)
+
+
+def test_migrate_when_two_threads_migrate_at_once_then_both_reach_head(tmp_path: Path) -> None:
+    # Seen in a test run: a PostgreSQL template migrated in a background thread while the
+    # main thread migrated a SQLite journal; Alembic keeps the running migration in module
+    # globals (`op`), so one migration ran its operations in the other's context.
+    import asyncio
+    import threading
+
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def open_journals(name: str) -> None:
+        async def run() -> None:
+            for round_ in range(8):
+                journal = await Journal.open(f"sqlite:///{tmp_path / f'{name}{round_}.sqlite'}")
+                await journal.close()
+
+        start.wait()
+        try:
+            asyncio.run(run())
+        except BaseException as error:  # reported in the test's own thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=open_journals, args=(name,), daemon=True) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not any(thread.is_alive() for thread in threads), "a migration hung"
+    assert failures == []
