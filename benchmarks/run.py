@@ -164,7 +164,8 @@ def bench_backtest_60k() -> None:
 
 def bench_many_daemons() -> None:
     """10,000 paper accounts across 4 processes on one PostgreSQL (BENCH_MANY_DAEMONS=1:
-    it needs more cores than a 2-core machine has; BENCH_MANY_ACCOUNTS sets the count)."""
+    about ten minutes, most of it the lease hand-out and first cycles; BENCH_MANY_ACCOUNTS
+    sets the count)."""
     import os
 
     if os.environ.get("BENCH_MANY_DAEMONS") != "1":
