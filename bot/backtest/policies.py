@@ -301,10 +301,13 @@ class LevbotPolicy(BacktestPolicy):
         self._stretch = _state(exchange)
 
     def quiet_path(self, symbol: str, adverse: Decimal) -> bool:
-        if not self.stream or self._service is None:
-            return True
-        # Beyond every trigger by the steady margin: `settle_trigger` finds nothing near
-        # and the stream nothing crossed (each trigger is at least that far inside).
+        # Clear of every trigger: `settle_trigger` finds nothing near and the stream
+        # nothing crossed (each trigger is at least the steady margin inside).
+        return not self.stream or self._service is None or self._clear_of_triggers(adverse)
+
+    def _clear_of_triggers(self, adverse: Decimal) -> bool:
+        """`adverse` is beyond every trigger of the service by the steady margin."""
+        assert self._service is not None
         triggers = self._service.triggers
         bounds = self._bounds
         if bounds is None or bounds[0] is not triggers:
@@ -347,13 +350,7 @@ class LevbotPolicy(BacktestPolicy):
     async def settle_trigger(self, exchange: SimulatedExchange, adverse: Decimal) -> None:
         if self._skipped is None or self._service is None:
             return
-        near = False
-        for trigger in self._service.triggers.values():
-            if trigger.below is not None and adverse <= trigger.below * (1 + STEADY_MARGIN):
-                near = True
-            if trigger.above is not None and adverse >= trigger.above * (1 - STEADY_MARGIN):
-                near = True
-        if not near:
+        if self._clear_of_triggers(adverse):
             # Triggers computed at the skipped cycle's mark differ from these in far
             # digits only: the path does not reach either.
             return
