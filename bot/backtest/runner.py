@@ -327,8 +327,7 @@ class _Replay:
             if bar.timestamp >= next_cycle:
                 # In an outage the timeline still samples on the poll's schedule (the
                 # state, nothing acted): the chart shows what the dead daemon missed.
-                offset = (bar.timestamp - first.timestamp) % scenario.interval_ms
-                next_cycle = bar.timestamp - offset + scenario.interval_ms
+                next_cycle = self._cycle_after(bar.timestamp)
                 if not scenario.in_outage(bar.timestamp):
                     await self._cycle(bar, bar.close, self._next_cycle_follows(index, next_cycle))
                 self._timeline(bar)
@@ -361,7 +360,6 @@ class _Replay:
         exchange = self.exchange
         long = scenario.side is Side.LONG
         symbol = scenario.symbol
-        first = self.bars[0].timestamp
         leg = self._leg
         if leg is None or not leg.current(exchange):
             self._scope()  # rebuilds the calculator for the state now, if it can
@@ -392,8 +390,7 @@ class _Replay:
                 break
             cycle = stamp >= next_cycle
             if cycle:
-                offset = (stamp - first) % scenario.interval_ms
-                following = stamp - offset + scenario.interval_ms
+                following = self._cycle_after(stamp)
                 if not outage and not await policy.quiet_cycle(
                     self.exchange, self.log, stamp, symbol, bar.close,
                     self._next_cycle_follows(index, following),
@@ -575,6 +572,12 @@ class _Replay:
         seen = len(self.log.outcomes)
         await self.policy.cycle(self.exchange, self.now, self.log, may_skip)
         self._record_actions(seen, bar, mark)
+
+    def _cycle_after(self, stamp: int) -> int:
+        """When the cycle after the one due at `stamp` is due: on the interval's grid
+        from the first bar."""
+        interval = self.scenario.interval_ms
+        return stamp - (stamp - self.bars[0].timestamp) % interval + interval
 
     def _next_cycle_follows(self, index: int, next_cycle: int) -> bool:
         """Whether the next bar's stream is the next to read this cycle's triggers, with
